@@ -425,7 +425,7 @@ def _pow_value(a, b):
     return out
 
 
-def sum(values):  # noqa: A001 - arenagrad.sum is the n-ary node, by design
+def sum(values):  # arenagrad.sum is the n-ary node; it shadows builtins.sum on purpose
     """One ``sum`` node over ``values`` (any iterable of Values or numbers)."""
     vs = [_operand_or_raise(v, "sum() item") for v in values]
     acc = 0.0
@@ -456,14 +456,14 @@ def linear(b, ws, xs):
     ws = [_operand_or_raise(w, "linear() weight") for w in ws]
     xs = [_operand_or_raise(x, "linear() input") for x in xs]
     acc = b._data
-    for w, x in zip(ws, xs):
+    for w, x in zip(ws, xs, strict=True):
         acc = acc + w._data * x._data
     out = _node(acc, (b, *ws, *xs), "linear")
 
     def _backward():
         g = out._grad
         b._grad += 1.0 * g
-        for w, x in zip(ws, xs):
+        for w, x in zip(ws, xs, strict=True):
             w._grad += x._data * g
             x._grad += w._data * g
 
@@ -495,11 +495,11 @@ class Neuron(Module):
         if len(x) != len(self.w):
             raise ValueError(f"Neuron expects {len(self.w)} inputs, got {len(x)}")
         # micrograd's unfused form on purpose: the oracle checks the fused native neuron.
-        act = builtins.sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+        act = builtins.sum((wi * xi for wi, xi in zip(self.w, x, strict=True)), self.b)
         return act.relu() if self.nonlin else act
 
     def parameters(self):
-        return self.w + [self.b]
+        return [*self.w, self.b]
 
     def __repr__(self):
         return f"{'ReLU' if self.nonlin else 'Linear'}Neuron({len(self.w)})"
@@ -522,7 +522,7 @@ class Layer(Module):
 
 class MLP(Module):
     def __init__(self, nin, nouts):
-        sz = [nin] + nouts
+        sz = [nin, *nouts]
         self.layers = [
             Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1) for i in range(len(nouts))
         ]

@@ -1,0 +1,13 @@
+// arenagrad._core: wires the bindings together; each area lives in its own file.
+#include <pybind11/pybind11.h>
+
+#include "config.hpp"
+#include "value.hpp"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "arenagrad's native core (private: use the arenagrad package).";
+    if (arenagrad::add_value_api(m.ptr()) < 0) throw py::error_already_set();
+    arenagrad::bind_config(m);
+}

@@ -1,0 +1,29 @@
+"""arenagrad: micrograd's API over a compiled node arena.
+
+    from arenagrad import Value          # instead of: from micrograd.engine import Value
+    from arenagrad.nn import MLP         # instead of: from micrograd.nn import MLP
+"""
+
+__version__ = "0.1.0"
+
+try:
+    from . import _core
+except ImportError as error:  # pragma: no cover - only without a build
+    raise ImportError(
+        "arenagrad's native extension (arenagrad._core) is not built. Install the package with "
+        "`pip install .` from the source tree (it needs a C++17 compiler and CMake), or use the "
+        "pure-Python `arenagrad.reference` module, which has the same API."
+    ) from error
+
+from ._core import Value, arena_stats, get_num_threads, linear, set_num_threads, sum, zero_grad
+
+__all__ = [
+    "Value",
+    "__version__",
+    "arena_stats",
+    "get_num_threads",
+    "linear",
+    "set_num_threads",
+    "sum",
+    "zero_grad",
+]

@@ -1,0 +1,89 @@
+"""micrograd's `nn` module: Module, Neuron, Layer, MLP, with the same constructors, reprs and
+initialisation (Python's `random.uniform(-1, 1)`), so a seeded model starts from the same
+weights as micrograd's.
+
+The one change inside: a Neuron computes `b + sum(w_i * x_i)` as a single fused arena node
+(`arenagrad.linear`) in micrograd's summation order, so forward values are bit-identical to
+micrograd's while the graph holds one node per neuron instead of 2n.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from ._core import Value, linear, zero_grad
+
+
+class Module:
+    def zero_grad(self) -> None:
+        zero_grad(self.parameters())  # one native call, not a Python loop
+
+    def parameters(self) -> list[Value]:
+        return []
+
+
+class Neuron(Module):
+    def __init__(self, nin: int, nonlin: bool = True) -> None:
+        self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
+        self.b = Value(0)
+        self.nonlin = nonlin
+
+    def __call__(self, x: Sequence[Value | float]) -> Value:
+        if not isinstance(x, (list, tuple)):
+            x = list(x)
+        if len(x) != len(self.w):
+            raise ValueError(f"Neuron expects {len(self.w)} inputs, got {len(x)}")
+        act = linear(self.b, self.w, x)
+        return act.relu() if self.nonlin else act
+
+    def parameters(self) -> list[Value]:
+        return [*self.w, self.b]
+
+    def __repr__(self) -> str:
+        return f"{'ReLU' if self.nonlin else 'Linear'}Neuron({len(self.w)})"
+
+
+class Layer(Module):
+    def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
+        self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
+
+    def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
+        if not isinstance(x, (list, tuple)):
+            x = list(x)
+        nin = len(self.neurons[0].w) if self.neurons else 0
+        if len(x) != nin:
+            raise ValueError(f"Layer expects {nin} inputs, got {len(x)}")
+        out = [n(x) for n in self.neurons]
+        return out[0] if len(out) == 1 else out
+
+    def parameters(self) -> list[Value]:
+        return [p for n in self.neurons for p in n.parameters()]
+
+    def __repr__(self) -> str:
+        return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
+
+
+class MLP(Module):
+    def __init__(self, nin: int, nouts: list[int]) -> None:
+        sz = [nin, *nouts]
+        self.layers = [
+            Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1) for i in range(len(nouts))
+        ]
+
+    def __call__(self, x: Sequence[Value | float]) -> Any:
+        if not isinstance(x, (list, tuple)):
+            x = list(x)
+        nin = len(self.layers[0].neurons[0].w) if self.layers and self.layers[0].neurons else 0
+        if len(x) != nin:
+            raise ValueError(f"MLP expects {nin} inputs, got {len(x)}")
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def parameters(self) -> list[Value]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def __repr__(self) -> str:
+        return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
