@@ -58,14 +58,6 @@ PyObject* wrap_new_node(NodeId id) {
     return obj;
 }
 
-// The handle of an existing node: its live one if any, so `_prev` returns the very objects
-// the user holds (micrograd's graph-drawing code relies on identity).
-PyObject* handle_of(NodeId id) {
-    void* existing = arena().owner[id];
-    if (existing != nullptr) return Py_NewRef(static_cast<PyObject*>(existing));
-    return new_handle(value_type, id);
-}
-
 PyObject* not_a_number(const char* what, PyObject* obj) {
     return PyErr_Format(PyExc_TypeError, "%s must be a real number (int, float or numpy scalar), not '%.200s'",
                         what, Py_TYPE(obj)->tp_name);
@@ -472,6 +464,16 @@ PyMethodDef module_functions[] = {
 bool is_value(PyObject* obj) { return value_type != nullptr && PyObject_TypeCheck(obj, value_type); }
 
 NodeId value_node(PyObject* obj) { return as_value(obj)->id; }
+
+// The handle of an existing node: its live one if any, so `_prev` returns the very objects
+// the user holds (micrograd's graph-drawing code relies on identity).
+PyObject* handle_of(NodeId id) {
+    void* existing = arena().owner[id];
+    if (existing != nullptr) return Py_NewRef(static_cast<PyObject*>(existing));
+    return new_handle(value_type, id);
+}
+
+void relocate_handle(void* owner, NodeId new_id) { relocate(owner, new_id); }
 
 int to_double(PyObject* obj, double* out) {
     if (PyFloat_Check(obj)) {

@@ -20,6 +20,13 @@ int add_value_api(PyObject* module);
 bool is_value(PyObject* obj);
 NodeId value_node(PyObject* obj);
 
+// A new reference to the Value handle of node `id`: its live handle if it has one (so
+// identity is preserved), else a fresh one. Null with a Python error on failure.
+PyObject* handle_of(NodeId id);
+
+// Compaction hook for code that calls Arena::maybe_compact() itself.
+void relocate_handle(void* owner, NodeId new_id);
+
 // Converts a Python real number to double: 1 done, 0 not a real number (no error set),
 // -1 error set (e.g. an int too large for a float).
 int to_double(PyObject* obj, double* out);

@@ -1,4 +1,4 @@
-"""Command line: `python -m arenagrad demo`."""
+"""Command line: `python -m arenagrad demo | bench`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        # The benchmark has its own options: hand it the rest of the command line.
+        from .benchmark import main as bench_main
+
+        return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="arenagrad", description="arenagrad command line")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="train micrograd's moons MLP and time it")
@@ -15,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "--no-compare", action="store_true", help="skip timing the pure-Python reference"
     )
+    commands.add_parser("bench", help="compare engines' speed (see `bench --help`)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         if args.steps < 1:
