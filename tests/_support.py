@@ -193,3 +193,58 @@ else:  # pragma: no cover - platforms without a loadable libm
 
 def c_div(a, b):
     return _np(np.divide, a, b)
+
+
+# ----------------------------------------------------------------------------- the op table
+# docs/semantics.md transcribed: for each _op, the forward formula and the local
+# derivatives, in plain Python floats plus the C functions above (no exceptions).
+# test_ops.py checks single ops against these; test_random_graphs.py evaluates whole
+# graphs with them.
+
+INF = math.inf
+NAN = math.nan
+
+
+def _sigmoid(a):
+    if a >= 0.0:
+        return c_div(1.0, 1.0 + c_exp(-a))
+    e = c_exp(a)
+    return c_div(e, 1.0 + e)
+
+
+def _sign(a):
+    return 1.0 if a > 0 else -1.0 if a < 0 else 0.0 if a == 0 else NAN
+
+
+# _op: (forward(a), local derivative(a, out))
+UNARY_RULES = {
+    "neg": (lambda a: -a, lambda a, out: -1.0),
+    "ReLU": (lambda a: 0.0 if a < 0 else a, lambda a, out: 1.0 if out > 0 else 0.0),
+    "tanh": (c_tanh, lambda a, out: 1.0 - out * out),
+    "exp": (c_exp, lambda a, out: out),
+    "log": (c_log, lambda a, out: c_div(1.0, a)),
+    "sigmoid": (_sigmoid, lambda a, out: out * (1.0 - out)),
+    "abs": (math.fabs, lambda a, out: _sign(a)),
+    "sqrt": (c_sqrt, lambda a, out: c_div(0.5, out)),
+}
+
+# _op: (forward(a, b), (d_a, d_b)(a, b, out))
+BINARY_RULES = {
+    "+": (lambda a, b: a + b, lambda a, b, out: (1.0, 1.0)),
+    "-": (lambda a, b: a - b, lambda a, b, out: (1.0, -1.0)),
+    "*": (lambda a, b: a * b, lambda a, b, out: (b, a)),
+    "/": (c_div, lambda a, b, out: (c_div(1.0, b), c_div(-a, b * b))),
+    "**": (
+        c_pow,
+        lambda a, b, out: (
+            b * c_pow(a, b - 1.0),
+            0.0 if (a == 0.0 and b >= 0.0) else out * c_log(a),
+        ),
+    ),
+}
+
+
+def pow_const_rule(k):
+    """'**k': (forward(a), local derivative(a, out)) for a number exponent k."""
+    k = float(k)
+    return (lambda a: c_pow(a, k), lambda a, out: k * c_pow(a, k - 1.0))

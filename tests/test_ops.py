@@ -13,10 +13,20 @@ import struct
 
 import numpy as np
 import pytest
-from _support import assert_same, c_div, c_exp, c_log, c_pow, c_sqrt, c_tanh, needs_native
-
-INF = math.inf
-NAN = math.nan
+from _support import (
+    BINARY_RULES,
+    INF,
+    NAN,
+    UNARY_RULES,
+    assert_same,
+    c_div,
+    c_exp,
+    c_log,
+    c_pow,
+    c_sqrt,
+    needs_native,
+    pow_const_rule,
+)
 
 
 def exact(x, y):
@@ -56,33 +66,17 @@ def _same(x, y):
 # ----------------------------------------------------------------------------- unary ops
 
 
-def _sigmoid(a):
-    if a >= 0.0:
-        return c_div(1.0, 1.0 + c_exp(-a))
-    e = c_exp(a)
-    return c_div(e, 1.0 + e)
-
-
-def _sign(a):
-    return 1.0 if a > 0 else -1.0 if a < 0 else 0.0 if a == 0 else NAN
-
-
-# name: (build, _op, forward(a), local derivative(a, out))
+# name: (build, _op); the formulas are _support.UNARY_RULES[_op]
 UNARY = {
-    "neg": (operator.neg, "neg", lambda a: -a, lambda a, out: -1.0),
-    "relu": (
-        lambda v: v.relu(),
-        "ReLU",
-        lambda a: 0.0 if a < 0 else a,
-        lambda a, out: 1.0 if out > 0 else 0.0,
-    ),
-    "tanh": (lambda v: v.tanh(), "tanh", c_tanh, lambda a, out: 1.0 - out * out),
-    "exp": (lambda v: v.exp(), "exp", c_exp, lambda a, out: out),
-    "log": (lambda v: v.log(), "log", c_log, lambda a, out: c_div(1.0, a)),
-    "sigmoid": (lambda v: v.sigmoid(), "sigmoid", _sigmoid, lambda a, out: out * (1.0 - out)),
-    "abs": (lambda v: v.abs(), "abs", math.fabs, lambda a, out: _sign(a)),
-    "builtin abs": (builtins.abs, "abs", math.fabs, lambda a, out: _sign(a)),
-    "sqrt": (lambda v: v.sqrt(), "sqrt", c_sqrt, lambda a, out: c_div(0.5, out)),
+    "neg": (operator.neg, "neg"),
+    "relu": (lambda v: v.relu(), "ReLU"),
+    "tanh": (lambda v: v.tanh(), "tanh"),
+    "exp": (lambda v: v.exp(), "exp"),
+    "log": (lambda v: v.log(), "log"),
+    "sigmoid": (lambda v: v.sigmoid(), "sigmoid"),
+    "abs": (lambda v: v.abs(), "abs"),
+    "builtin abs": (builtins.abs, "abs"),
+    "sqrt": (lambda v: v.sqrt(), "sqrt"),
 }
 
 UNARY_GRID = [
@@ -107,7 +101,8 @@ def _backward_with_upstream(engine, out, g):
 
 @pytest.mark.parametrize("name", UNARY)
 def test_unary_op(engine, name):
-    build, op, forward, deriv = UNARY[name]
+    build, op = UNARY[name]
+    forward, deriv = UNARY_RULES[op]
     m = Mismatches()
     for x, g in itertools.product(UNARY_GRID, UPSTREAM):
         a = engine.Value(x)
@@ -124,26 +119,13 @@ def test_unary_op(engine, name):
 
 # ----------------------------------------------------------------------------- binary ops
 
-# name: (build, _op, forward(a, b), (d_a, d_b)(a, b, out))
+# name: build; the formulas are _support.BINARY_RULES[name]
 BINARY = {
-    "+": (operator.add, "+", lambda a, b: a + b, lambda a, b, out: (1.0, 1.0)),
-    "-": (operator.sub, "-", lambda a, b: a - b, lambda a, b, out: (1.0, -1.0)),
-    "*": (operator.mul, "*", lambda a, b: a * b, lambda a, b, out: (b, a)),
-    "/": (
-        operator.truediv,
-        "/",
-        c_div,
-        lambda a, b, out: (c_div(1.0, b), c_div(-a, b * b)),
-    ),
-    "**": (
-        operator.pow,
-        "**",
-        c_pow,
-        lambda a, b, out: (
-            b * c_pow(a, b - 1.0),
-            0.0 if (a == 0.0 and b >= 0.0) else out * c_log(a),
-        ),
-    ),
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "**": operator.pow,
 }
 
 BINARY_GRID = [
@@ -162,7 +144,8 @@ BINARY_CASES = [
 
 @pytest.mark.parametrize(("name", "side"), BINARY_CASES)
 def test_binary_op(engine, name, side):
-    build, op, forward, deriv = BINARY[name]
+    build, op = BINARY[name], name
+    forward, deriv = BINARY_RULES[op]
     V = engine.Value
     m = Mismatches()
     for x, y in itertools.product(BINARY_GRID, BINARY_GRID):
@@ -207,12 +190,14 @@ def test_pow_number_exponent(engine):
         a = engine.Value(x)
         out = a**k
         what = f"Value({x!r}) ** {k!r}"
-        m.same(f"{what}: data", out.data, c_pow(x, float(k)))
+        forward, deriv = pow_const_rule(k)
+        want = forward(x)
+        m.same(f"{what}: data", out.data, want)
         # The exponent appears as written: an int stays an int (micrograd's f"**{other}").
         m.true(f"{what}: _op {out._op!r}", out._op == f"**{k}")
         m.true(f"{what}: _prev", out._prev == {a})
         out.backward()
-        m.same(f"{what}: a.grad", a.grad, float(k) * c_pow(x, float(k) - 1.0))
+        m.same(f"{what}: a.grad", a.grad, deriv(x, want))
     m.check()
 
 
