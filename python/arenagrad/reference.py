@@ -12,6 +12,7 @@ IEEE-754 results instead of Python exceptions, ``-``, ``/`` and ``neg`` as singl
 """
 
 import builtins
+import functools
 import itertools
 import math
 import operator
@@ -119,24 +120,30 @@ def _operand_or_raise(x, what):
 
 
 # --------------------------------------------------------------------------- Value
+# Each node stores its operands in order (`_children`) and a `_rule`: a module-level function
+# that applies the node's local derivatives, `x.grad += d * out.grad` for each operand x.
+# micrograd keeps a closure per node instead; that closure refers back to its node, so every
+# graph becomes reference cycles that only the cyclic garbage collector can free, which made
+# the oracle several times slower on a training loop. Here graphs are freed by refcounting.
 
 _serial = itertools.count()  # creation order, see Value.backward
 _by_serial = operator.attrgetter("_serial")
 
 
-def _leaf_backward():
+def _leaf_rule(out):
     pass
 
 
-def _node(data, children, op):
+def _node(data, children, op, rule, arg=None):
     """A new interior node (no label, no gradient yet)."""
     out = Value.__new__(Value)
     out._data = data
     out._grad = 0.0
     out._label = ""
-    out._prev = set(children)
+    out._children = children
     out._op = op
-    out._backward = _leaf_backward
+    out._rule = rule
+    out._arg = arg
     out._serial = next(_serial)
     return out
 
@@ -144,7 +151,7 @@ def _node(data, children, op):
 class Value:
     """A scalar in a computation graph, with its gradient (micrograd's ``Value``)."""
 
-    __slots__ = ("_backward", "_data", "_grad", "_label", "_op", "_prev", "_serial")
+    __slots__ = ("_arg", "_children", "_data", "_grad", "_label", "_op", "_rule", "_serial")
 
     # numpy scalars and arrays on the left of an operator return NotImplemented instead of
     # treating a Value as an object array element, so Python calls our reflected op.
@@ -154,9 +161,10 @@ class Value:
         self._data = _real_or_raise(data, "Value data")
         self._grad = 0.0
         self.label = label
-        self._prev = set()
+        self._children = ()
         self._op = ""
-        self._backward = _leaf_backward
+        self._rule = _leaf_rule
+        self._arg = None
         self._serial = next(_serial)
 
     # ---- attributes: always float / str
@@ -186,6 +194,16 @@ class Value:
         if not isinstance(value, str):
             raise TypeError(f"Value.label must be a str, got {type(value).__name__}")
         self._label = value
+
+    @property
+    def _prev(self):
+        """The operands, as a set (micrograd's graph, e.g. for drawing it)."""
+        return set(self._children)
+
+    @property
+    def _backward(self):
+        """micrograd's per-node step: calling it applies this node's local derivatives."""
+        return functools.partial(self._rule, self)
 
     # ---- binary ops: the dunder methods only convert operands; _add etc. build the node
 
@@ -227,22 +245,17 @@ class Value:
         if isinstance(other, Value):
             return _pow_value(self, other)
         k = _real(other)
+        if k is None:
+            return NotImplemented
         # '**k' keeps the exponent as the user wrote it in _op (micrograd's f'**{other}').
-        return NotImplemented if k is None else _pow_const(self, other, k)
+        return _node(_pow(self._data, k), (self,), f"**{other}", _pow_const_rule, k)
 
     def __rpow__(self, other):
         other = _operand(other)
         return NotImplemented if other is None else _pow_value(other, self)
 
     def __neg__(self):
-        a = self
-        out = _node(-a._data, (a,), "neg")
-
-        def _backward():
-            a._grad += -1.0 * out._grad
-
-        out._backward = _backward
-        return out
+        return _node(-self._data, (self,), "neg", _neg_rule)
 
     def __abs__(self):
         return self.abs()
@@ -250,85 +263,33 @@ class Value:
     # ---- unary ops
 
     def relu(self):
-        a = self
-        out = _node(0.0 if a._data < 0.0 else a._data, (a,), "ReLU")
-
-        def _backward():
-            # Not `(out > 0) * grad`: a 0.0 multiplier keeps 0 * inf = nan, like micrograd.
-            d = 1.0 if out._data > 0.0 else 0.0
-            a._grad += d * out._grad
-
-        out._backward = _backward
-        return out
+        x = self._data
+        return _node(0.0 if x < 0.0 else x, (self,), "ReLU", _relu_rule)
 
     def tanh(self):
-        a = self
-        out = _node(math.tanh(a._data), (a,), "tanh")
-
-        def _backward():
-            a._grad += (1.0 - out._data * out._data) * out._grad
-
-        out._backward = _backward
-        return out
+        return _node(math.tanh(self._data), (self,), "tanh", _tanh_rule)
 
     def exp(self):
-        a = self
-        out = _node(_exp(a._data), (a,), "exp")
-
-        def _backward():
-            a._grad += out._data * out._grad
-
-        out._backward = _backward
-        return out
+        return _node(_exp(self._data), (self,), "exp", _exp_rule)
 
     def log(self):
-        a = self
-        out = _node(_log(a._data), (a,), "log")
-
-        def _backward():
-            a._grad += _div(1.0, a._data) * out._grad
-
-        out._backward = _backward
-        return out
+        return _node(_log(self._data), (self,), "log", _log_rule)
 
     def sigmoid(self):
-        a = self
-        x = a._data
+        x = self._data
         # Two branches so that exp never overflows for large |x|.
         if x >= 0.0:
             s = _div(1.0, 1.0 + _exp(-x))
         else:
             e = _exp(x)
             s = _div(e, 1.0 + e)
-        out = _node(s, (a,), "sigmoid")
-
-        def _backward():
-            a._grad += (out._data * (1.0 - out._data)) * out._grad
-
-        out._backward = _backward
-        return out
+        return _node(s, (self,), "sigmoid", _sigmoid_rule)
 
     def abs(self):
-        a = self
-        out = _node(math.fabs(a._data), (a,), "abs")
-
-        def _backward():
-            x = a._data
-            d = 1.0 if x > 0.0 else -1.0 if x < 0.0 else 0.0 if x == 0.0 else _NAN
-            a._grad += d * out._grad
-
-        out._backward = _backward
-        return out
+        return _node(math.fabs(self._data), (self,), "abs", _abs_rule)
 
     def sqrt(self):
-        a = self
-        out = _node(_sqrt(a._data), (a,), "sqrt")
-
-        def _backward():
-            a._grad += _div(0.5, out._data) * out._grad
-
-        out._backward = _backward
-        return out
+        return _node(_sqrt(self._data), (self,), "sqrt", _sqrt_rule)
 
     # ---- autograd
 
@@ -338,7 +299,7 @@ class Value:
         seen = {self}
         stack = [self]
         while stack:
-            for child in stack.pop()._prev:
+            for child in stack.pop()._children:
                 if child not in seen:
                     seen.add(child)
                     stack.append(child)
@@ -348,7 +309,7 @@ class Value:
         topo = sorted(seen, key=_by_serial, reverse=True)
         self._grad = 1.0
         for v in topo:
-            v._backward()
+            v._rule(v)
 
     def __repr__(self):
         return f"Value(data={self._data}, grad={self._grad})"
@@ -358,88 +319,32 @@ class Value:
 
 
 def _add(a, b):
-    out = _node(a._data + b._data, (a, b), "+")
-
-    def _backward():
-        a._grad += 1.0 * out._grad
-        b._grad += 1.0 * out._grad
-
-    out._backward = _backward
-    return out
+    return _node(a._data + b._data, (a, b), "+", _add_rule)
 
 
 def _sub(a, b):
-    out = _node(a._data - b._data, (a, b), "-")
-
-    def _backward():
-        a._grad += 1.0 * out._grad
-        b._grad += -1.0 * out._grad
-
-    out._backward = _backward
-    return out
+    return _node(a._data - b._data, (a, b), "-", _sub_rule)
 
 
 def _mul(a, b):
-    out = _node(a._data * b._data, (a, b), "*")
-
-    def _backward():
-        a._grad += b._data * out._grad
-        b._grad += a._data * out._grad
-
-    out._backward = _backward
-    return out
+    return _node(a._data * b._data, (a, b), "*", _mul_rule)
 
 
 def _truediv(a, b):
-    out = _node(_div(a._data, b._data), (a, b), "/")
-
-    def _backward():
-        a._grad += _div(1.0, b._data) * out._grad
-        b._grad += _div(-a._data, b._data * b._data) * out._grad
-
-    out._backward = _backward
-    return out
-
-
-def _pow_const(a, k_as_given, k):
-    out = _node(_pow(a._data, k), (a,), f"**{k_as_given}")
-
-    def _backward():
-        a._grad += (k * _pow(a._data, k - 1.0)) * out._grad
-
-    out._backward = _backward
-    return out
+    return _node(_div(a._data, b._data), (a, b), "/", _truediv_rule)
 
 
 def _pow_value(a, b):
-    out = _node(_pow(a._data, b._data), (a, b), "**")
-
-    def _backward():
-        x, y = a._data, b._data
-        a._grad += (y * _pow(x, y - 1.0)) * out._grad
-        # d/dy x**y = x**y * log(x), except that 0**y is constant 0 (or 1) for y >= 0.
-        d_b = 0.0 if (x == 0.0 and y >= 0.0) else out._data * _log(x)
-        b._grad += d_b * out._grad
-
-    out._backward = _backward
-    return out
+    return _node(_pow(a._data, b._data), (a, b), "**", _pow_value_rule)
 
 
 def sum(values):  # arenagrad.sum is the n-ary node; it shadows builtins.sum on purpose
     """One ``sum`` node over ``values`` (any iterable of Values or numbers)."""
-    vs = [_operand_or_raise(v, "sum() item") for v in values]
+    vs = tuple(_operand_or_raise(v, "sum() item") for v in values)
     acc = 0.0
     for v in vs:
         acc = acc + v._data
-    out = _node(acc, vs, "sum")
-
-    def _backward():
-        g = out._grad
-        for v in vs:  # every occurrence, so sum([a, a]) gives a.grad == 2
-            v._grad += 1.0 * g
-
-    out._backward = _backward
-    return out
+    return _node(acc, vs, "sum", _sum_rule)
 
 
 def linear(b, ws, xs):
@@ -458,17 +363,111 @@ def linear(b, ws, xs):
     acc = b._data
     for w, x in zip(ws, xs, strict=True):
         acc = acc + w._data * x._data
-    out = _node(acc, (b, *ws, *xs), "linear")
+    return _node(acc, (b, *ws, *xs), "linear", _linear_rule, len(ws))
 
-    def _backward():
-        g = out._grad
-        b._grad += 1.0 * g
-        for w, x in zip(ws, xs, strict=True):
-            w._grad += x._data * g
-            x._grad += w._data * g
 
-    out._backward = _backward
-    return out
+# --------------------------------------------------------------------------- local derivatives
+# One rule per op: `x.grad += d * out.grad` for each operand x, with d from the table in
+# docs/semantics.md, computed from the operands' and the node's *current* data.
+
+
+def _add_rule(out):
+    a, b = out._children
+    a._grad += 1.0 * out._grad
+    b._grad += 1.0 * out._grad
+
+
+def _sub_rule(out):
+    a, b = out._children
+    a._grad += 1.0 * out._grad
+    b._grad += -1.0 * out._grad
+
+
+def _mul_rule(out):
+    a, b = out._children
+    a._grad += b._data * out._grad
+    b._grad += a._data * out._grad
+
+
+def _truediv_rule(out):
+    a, b = out._children
+    a._grad += _div(1.0, b._data) * out._grad
+    b._grad += _div(-a._data, b._data * b._data) * out._grad
+
+
+def _neg_rule(out):
+    (a,) = out._children
+    a._grad += -1.0 * out._grad
+
+
+def _pow_const_rule(out):
+    (a,) = out._children
+    k = out._arg
+    a._grad += (k * _pow(a._data, k - 1.0)) * out._grad
+
+
+def _pow_value_rule(out):
+    a, b = out._children
+    x, y = a._data, b._data
+    a._grad += (y * _pow(x, y - 1.0)) * out._grad
+    # d/dy x**y = x**y * log(x), except that 0**y is constant 0 (or 1) for y >= 0.
+    d_b = 0.0 if (x == 0.0 and y >= 0.0) else out._data * _log(x)
+    b._grad += d_b * out._grad
+
+
+def _relu_rule(out):
+    (a,) = out._children
+    # Not `(out > 0) * grad`: a 0.0 multiplier keeps 0 * inf = nan, like micrograd.
+    d = 1.0 if out._data > 0.0 else 0.0
+    a._grad += d * out._grad
+
+
+def _tanh_rule(out):
+    (a,) = out._children
+    a._grad += (1.0 - out._data * out._data) * out._grad
+
+
+def _exp_rule(out):
+    (a,) = out._children
+    a._grad += out._data * out._grad
+
+
+def _log_rule(out):
+    (a,) = out._children
+    a._grad += _div(1.0, a._data) * out._grad
+
+
+def _sigmoid_rule(out):
+    (a,) = out._children
+    a._grad += (out._data * (1.0 - out._data)) * out._grad
+
+
+def _abs_rule(out):
+    (a,) = out._children
+    x = a._data
+    d = 1.0 if x > 0.0 else -1.0 if x < 0.0 else 0.0 if x == 0.0 else _NAN
+    a._grad += d * out._grad
+
+
+def _sqrt_rule(out):
+    (a,) = out._children
+    a._grad += _div(0.5, out._data) * out._grad
+
+
+def _sum_rule(out):
+    g = out._grad
+    for v in out._children:  # every occurrence, so sum([a, a]) gives a.grad == 2
+        v._grad += 1.0 * g
+
+
+def _linear_rule(out):
+    n = out._arg
+    b, ws, xs = out._children[0], out._children[1 : n + 1], out._children[n + 1 :]
+    g = out._grad
+    b._grad += 1.0 * g
+    for w, x in zip(ws, xs, strict=True):
+        w._grad += x._data * g
+        x._grad += w._data * g
 
 
 # --------------------------------------------------------------------------- nn (micrograd's)
