@@ -132,6 +132,20 @@ def test_neuron_forward_and_backward(engine):
     assert [v.grad for v in xv] == [p.data for p in lin.w]
 
 
+def test_neuron_forward_rounds_like_micrograd(engine):
+    # micrograd's Neuron computes sum((wi*xi for ...), b): b first, then each term in order.
+    rng = random.Random(11)
+    for _ in range(300):
+        nin = rng.randint(1, 10)
+        n = engine.Neuron(nin, nonlin=False)
+        n.b.data = rng.uniform(-1, 1) * 10 ** rng.randint(-3, 3)
+        x = [rng.uniform(-1, 1) * 10 ** rng.randint(-3, 3) for _ in range(nin)]
+        want = n.b.data
+        for wi, xi in zip(n.w, x, strict=True):
+            want = want + wi.data * xi
+        assert n(x).data == want
+
+
 def test_layer_output_shape(engine):
     assert isinstance(engine.Layer(2, 1)([1.0, 2.0]), engine.Value)
     out = engine.Layer(2, 3)([1.0, 2.0])
