@@ -308,6 +308,13 @@ def test_op_strings(engine):
             assert node._op == op, (node, node._op, op)
 
 
+def test_pow_op_string_uses_the_exponent_as_given(engine):
+    # micrograd's f"**{other}": whatever number the user wrote, formatted by Python.
+    a = engine.Value(2.0)
+    for k in (3, -2, 2.0, 0.1, np.int64(3), np.float64(0.5), True):
+        assert (a**k)._op == f"**{k}", (k, (a**k)._op)
+
+
 def test_prev_holds_the_users_objects(engine):
     V = engine.Value
     a, b, w = V(2.0), V(3.0), V(-1.0)
