@@ -66,9 +66,9 @@ PyObject* not_a_number(const char* what, PyObject* obj) {
 // ---- construction and destruction ----------------------------------------------------
 
 int set_label(ValueObject* self, PyObject* label) {
-    if (label == nullptr || label == Py_None) {
-        Py_CLEAR(self->label);
-        return 0;
+    if (label == nullptr) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete Value.label (set it to '' instead)");
+        return -1;
     }
     if (!PyUnicode_Check(label)) {
         PyErr_Format(PyExc_TypeError, "Value label must be a str, not '%.200s'", Py_TYPE(label)->tp_name);
@@ -88,7 +88,7 @@ PyObject* value_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     int converted = to_double(data, &x);
     if (converted < 0) return nullptr;
     if (converted == 0) return not_a_number("Value data", data);
-    if (label != nullptr && label != Py_None && !PyUnicode_Check(label))
+    if (label != nullptr && !PyUnicode_Check(label))
         return PyErr_Format(PyExc_TypeError, "Value label must be a str, not '%.200s'", Py_TYPE(label)->tp_name);
     try {
         NodeId id = arena().leaf(x);
@@ -97,7 +97,7 @@ PyObject* value_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
             arena().truncate_dead_top();
             return nullptr;
         }
-        set_label(as_value(obj), label);
+        if (label != nullptr) set_label(as_value(obj), label);  // checked above: cannot fail
         return obj;
     } catch (const std::bad_alloc& error) {
         return raise_graph_full(error);
@@ -167,7 +167,7 @@ PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulo) {
         double k;
         int converted = to_double(b, &k);
         if (converted <= 0) return converted < 0 ? nullptr : Py_NewRef(Py_NotImplemented);
-        const bool k_is_int = PyLong_Check(b) && !PyBool_Check(b);
+        const bool k_is_int = PyIndex_Check(b);  // int, bool, numpy integers print as ints
         Arena& graph = arena();
         try {
             graph.maybe_compact(relocate);

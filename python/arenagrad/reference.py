@@ -248,7 +248,8 @@ class Value:
         if k is None:
             return NotImplemented
         # '**k' keeps the exponent as the user wrote it in _op (micrograd's f'**{other}').
-        return _node(_pow(self._data, k), (self,), f"**{other}", _pow_const_rule, k)
+        shown = int(other) if isinstance(other, bool) else other  # bool prints as an int
+        return _node(_pow(self._data, k), (self,), f"**{shown}", _pow_const_rule, k)
 
     def __rpow__(self, other):
         other = _operand(other)
