@@ -94,8 +94,12 @@ def save(model_or_params: Any, path: str | os.PathLike[str], optimizer: Any = No
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+        with open(path, "rb") as file:
+            archive = np.load(file, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an .npz archive")
+            with archive:
+                arrays = {name: archive[name] for name in archive.files}
         meta = json.loads(str(arrays.pop("meta")))
     except FileNotFoundError:
         raise

@@ -92,8 +92,8 @@ def gradcheck(
         worst = max(worst, error)
         if not error <= tol:
             failures.append(
-                f"  input {i} (x = {x!r}): expected {expected!r} (finite differences), "
-                f"got {got[i]!r} (backward), error {error:.3g}"
+                f"  input {i} (x = {x!r}): expected {expected:.8g} (finite differences), "
+                f"got {got[i]:.8g} (backward), error {error:.3g}"
             )
     if failures:
         raise GradcheckError(

@@ -94,6 +94,8 @@ class ExponentialLR(LRSchedule):
 class CosineAnnealingLR(LRSchedule):
     """Half a cosine from base_lr down to eta_min over T_max steps, then eta_min:
     lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * k / T_max)) / 2 (SGDR without restarts).
+    Equal to torch's CosineAnnealingLR up to T_max; after it, torch follows the cosine back up,
+    this one stays at eta_min.
     """
 
     def __init__(self, optimizer: Any, T_max: int, eta_min: float = 0.0) -> None:
