@@ -6,10 +6,9 @@ import os
 import random
 import zipfile
 
+import arenagrad
 import numpy as np
 import pytest
-
-import arenagrad
 from arenagrad import optim
 from arenagrad.nn import MLP
 
@@ -120,7 +119,7 @@ def test_truncated_and_corrupt_files(tmp_path):
         arenagrad.load(m, npy)
     other = tmp_path / "other.npz"
     np.savez(other, params=np.zeros(26))
-    with pytest.raises(ValueError, match="not a readable arenagrad checkpoint|not an arenagrad"):
+    with pytest.raises(ValueError, match=r"not a readable arenagrad checkpoint|not an arenagrad"):
         arenagrad.load(m, other)
     with pytest.raises(FileNotFoundError):
         arenagrad.load(m, tmp_path / "missing.npz")

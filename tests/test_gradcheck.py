@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
 import arenagrad
+import pytest
 from arenagrad.gradient_check import GradcheckError
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import math
 
+import arenagrad
 import numpy as np
 import pytest
 from _support import assert_same, needs_native
-
-import arenagrad
 from arenagrad import losses
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 
-import pytest
-
 import arenagrad
+import pytest
 from arenagrad.viz import draw_dot
 
 try:
