@@ -24,11 +24,11 @@ def param_list(params: Any, what: str) -> list[Any]:
         raise TypeError(
             f"{what} expects a Module or an iterable of Values, not {type(params).__name__!r}"
         )
-    params = list(params)
-    for i, p in enumerate(params):
+    items: list[Any] = list(params)
+    for i, p in enumerate(items):
         if not (hasattr(p, "data") and hasattr(p, "grad") and hasattr(p, "backward")):
             raise TypeError(f"{what}: parameter {i} must be a Value, not {type(p).__name__!r}")
-    return params
+    return items
 
 
 class ParamVector:

@@ -83,7 +83,7 @@ def save(model_or_params: Any, path: str | os.PathLike[str], optimizer: Any = No
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
-            np.savez(file, **arrays)
+            np.savez(file, **arrays)  # type: ignore[arg-type]  # numpy's stub lacks **kwargs
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)

@@ -66,16 +66,19 @@ def gradcheck(
     if value_type is None:
         value_type = next((type(x) for x in inputs if hasattr(x, "backward")), None)
     if value_type is None:
-        from ._core import Value as value_type
+        from ._core import Value
+
+        value_type = Value
+    make: type = value_type
 
     def evaluate(xs: list[float]) -> Any:
-        out = fn(*[value_type(x) for x in xs])
+        out = fn(*[make(x) for x in xs])
         if not hasattr(out, "backward"):
             raise TypeError(f"gradcheck(): fn must return a Value, got {type(out).__name__!r}")
         return out
 
     # Analytic gradient: one backward pass.
-    leaves = [value_type(x) for x in point]
+    leaves = [make(x) for x in point]
     out = fn(*leaves)
     if not hasattr(out, "backward"):
         raise TypeError(f"gradcheck(): fn must return a Value, got {type(out).__name__!r}")

@@ -100,7 +100,7 @@ def binary_cross_entropy_with_logits(logits: Any, targets: Any) -> Any:
     """
     xs, ts = _pairs(logits, targets, "binary_cross_entropy_with_logits()")
     for i, t in enumerate(ts):
-        if isinstance(t, Real) and not 0 <= t <= 1:
+        if isinstance(t, Real) and not 0 <= float(t) <= 1:
             raise ValueError(
                 f"binary_cross_entropy_with_logits(): target {i} must be in [0, 1], got {t!r}"
             )

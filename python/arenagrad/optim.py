@@ -30,10 +30,10 @@ def _number(value: Any, name: str, low: float = 0.0) -> float:
     """A hyperparameter as a float, checked: TypeError for non-numbers, ValueError if < low."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, not {type(value).__name__!r}")
-    value = float(value)
-    if not value >= low:  # also rejects nan
-        raise ValueError(f"invalid {name}: {value} (must be >= {low})")
-    return value
+    number = float(value)
+    if not number >= low:  # also rejects nan
+        raise ValueError(f"invalid {name}: {number} (must be >= {low})")
+    return number
 
 
 class Optimizer:
@@ -192,7 +192,8 @@ class Adam(Optimizer):
         v = self.state["exp_avg_sq"] = beta2 * self.state["exp_avg_sq"] + (1 - beta2) * grad * grad
         step_size = self.lr / (1 - beta1**t)
         denom = np.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
-        return data - step_size * (m / denom)
+        new_data: np.ndarray = data - step_size * (m / denom)
+        return new_data
 
 
 class AdamW(Adam):

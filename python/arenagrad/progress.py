@@ -46,7 +46,7 @@ class PlainProgress:
 def progress(iterable: Iterable[Any], total: int, desc: str, file: TextIO | None = None) -> Any:
     file = sys.stderr if file is None else file
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
     except ImportError:
         return PlainProgress(iterable, total, desc, file)
     return tqdm(iterable, total=total, desc=desc, file=file, dynamic_ncols=True, leave=True)

@@ -56,8 +56,9 @@ class LRSchedule:
     def step(self) -> float:
         """Advance one step and set the optimizer's lr; returns the new lr."""
         self.last_step += 1
-        self.optimizer.lr = self.lr_at(self.last_step)
-        return self.optimizer.lr
+        lr = self.lr_at(self.last_step)
+        self.optimizer.lr = lr
+        return lr
 
     def state_dict(self) -> dict[str, Any]:
         return {"base_lr": self.base_lr, "last_step": self.last_step}

@@ -26,7 +26,7 @@ class MissingExtra(RuntimeError):
 def load_data(seed: int, test_fraction: float = 0.2) -> tuple[np.ndarray, ...]:
     """Digits scaled to [0, 1], split into train and held-out parts by a seeded shuffle."""
     try:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # type: ignore[import-untyped]
     except ImportError:
         raise MissingExtra(
             "train digits needs scikit-learn (its bundled digits data set): "

@@ -24,14 +24,14 @@ class DotGraph(str):
     def pipe(self, format: str = "svg") -> bytes:
         """The rendered image's bytes. RuntimeError explains what is missing, if anything."""
         try:
-            import graphviz
+            import graphviz  # type: ignore[import-untyped]
         except ImportError:
             raise RuntimeError(
                 "rendering a graph needs the `graphviz` Python package (pip install graphviz) "
                 "and Graphviz's `dot` program; the DOT source is available as str(graph)"
             ) from None
         try:
-            return graphviz.Source(str(self)).pipe(format=format)
+            return bytes(graphviz.Source(str(self)).pipe(format=format))
         except graphviz.ExecutableNotFound:
             raise RuntimeError(
                 "rendering a graph needs Graphviz's `dot` program on PATH (Debian/Ubuntu: "
