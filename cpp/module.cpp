@@ -6,8 +6,13 @@
 
 namespace py = pybind11;
 
+namespace arenagrad {
+void bind_params(py::module_& m);  // bind_params.cpp: gather/scatter for optimizers
+}
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "arenagrad's native core (private: use the arenagrad package).";
     if (arenagrad::add_value_api(m.ptr()) < 0) throw py::error_already_set();
     arenagrad::bind_config(m);
+    arenagrad::bind_params(m);
 }

@@ -15,15 +15,25 @@ except ImportError as error:  # pragma: no cover - only without a build
         "pure-Python `arenagrad.reference` module, which has the same API."
     ) from error
 
+from . import losses, optim, schedules, viz  # the training kit
 from ._core import Value, arena_stats, get_num_threads, linear, set_num_threads, sum, zero_grad
+from .checkpoint import load, save
+from .gradient_check import gradcheck
 
 __all__ = [
     "Value",
     "__version__",
     "arena_stats",
     "get_num_threads",
+    "gradcheck",
     "linear",
+    "load",
+    "losses",
+    "optim",
+    "save",
+    "schedules",
     "set_num_threads",
     "sum",
+    "viz",
     "zero_grad",
 ]

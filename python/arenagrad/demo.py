@@ -27,12 +27,14 @@ def loss(engine: ModuleType, model: Any, X: np.ndarray, y: np.ndarray) -> tuple[
     Value = engine.Value
     inputs = [list(map(Value, xrow)) for xrow in X.tolist()]
     scores = list(map(model, inputs))
-    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y.tolist(), scores)]
+    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y.tolist(), scores, strict=True)]
     data_loss = engine.sum(losses) * (1.0 / len(losses))
     alpha = 1e-4
     reg_loss = alpha * engine.sum([p * p for p in model.parameters()])
     total_loss = data_loss + reg_loss
-    accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y.tolist(), scores)]
+    accuracy = [
+        (yi > 0) == (scorei.data > 0) for yi, scorei in zip(y.tolist(), scores, strict=True)
+    ]
     return total_loss, sum(accuracy) / len(accuracy)
 
 
@@ -57,11 +59,48 @@ def time_per_step(engine: ModuleType, seed: int, X: np.ndarray, y: np.ndarray, s
     return float(np.median(times))
 
 
-def run(steps: int = 100, seed: int = 1337, compare: bool = True, quiet: bool = False) -> float:
+def plot(model: Any, X: np.ndarray, y: np.ndarray, losses: list[float], path: str) -> None:
+    """Save micrograd's decision-boundary picture, plus the loss curve, to `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    from ._core import Value
+
+    h = 0.05
+    xx, yy = np.meshgrid(
+        np.arange(X[:, 0].min() - 1, X[:, 0].max() + 1, h),
+        np.arange(X[:, 1].min() - 1, X[:, 1].max() + 1, h),
+    )
+    grid = np.c_[xx.ravel(), yy.ravel()]
+    scores = np.array([model([Value(a), Value(b)]).data for a, b in grid.tolist()])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    left.contourf(xx, yy, (scores > 0).reshape(xx.shape), cmap=plt.cm.Spectral, alpha=0.8)
+    left.scatter(X[:, 0], X[:, 1], c=y, s=40, cmap=plt.cm.Spectral, edgecolors="k")
+    left.set_title("decision boundary")
+    right.plot(losses)
+    right.set_xlabel("step")
+    right.set_ylabel("loss")
+    right.set_yscale("log")
+    right.set_title("training loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(
+    steps: int = 100,
+    seed: int = 1337,
+    compare: bool = True,
+    quiet: bool = False,
+    plot_path: str | None = None,
+) -> float:
     """Train the moons MLP; returns the final accuracy."""
     from . import nn as native_nn
     from . import sum as native_sum
     from ._core import Value
+    from .progress import progress
 
     engine = ModuleType("arenagrad_native")
     engine.Value, engine.MLP, engine.sum = Value, native_nn.MLP, native_sum
@@ -70,16 +109,18 @@ def run(steps: int = 100, seed: int = 1337, compare: bool = True, quiet: bool = 
     model = build_model(engine, seed)
     print(f"model: {model}")
     print(f"parameters: {len(model.parameters())}, samples: {len(X)}, steps: {steps}")
-    times = []
+    times, losses = [], []
     acc = 0.0
-    for k in range(steps):
+    bar = progress(range(steps), total=steps, desc="training")
+    for k in bar:
         start = time.perf_counter()
         loss_value, acc = train_step(engine, model, X, y, k, steps)
         times.append(time.perf_counter() - start)
-        if not quiet and (k % 10 == 0 or k == steps - 1):
-            print(f"step {k:3d} loss {loss_value:.6f}, accuracy {acc * 100:.0f}%")
+        losses.append(loss_value)
+        if not quiet:
+            bar.set_postfix_str(f"loss {loss_value:.4f}, accuracy {acc * 100:.0f}%")
     native = float(np.median(times))
-    print(f"final accuracy: {acc * 100:.1f}%")
+    print(f"final loss {losses[-1]:.6f}, final accuracy: {acc * 100:.1f}%")
     print(f"arenagrad (native): {native * 1e3:.2f} ms per step (median of {steps})")
     if compare:
         from . import reference
@@ -87,4 +128,7 @@ def run(steps: int = 100, seed: int = 1337, compare: bool = True, quiet: bool = 
         ref = time_per_step(reference, seed, X, y, steps=3)
         print(f"arenagrad.reference (pure Python): {ref * 1e3:.1f} ms per step (median of 3)")
         print(f"speed-up: {ref / native:.0f}x")
+    if plot_path is not None:
+        plot(model, X, y, losses, plot_path)
+        print(f"wrote {plot_path}")
     return acc
