@@ -65,10 +65,13 @@ def test_expressions_match_torch(engine, name):
     for xs in POINTS:
         want, want_grads = torch_eval(fn, xs)
         got, got_grads = engine_eval(engine, fn, xs)
-        # torch's kernels round differently in the last bits; 1e-12 relative still holds.
+        # torch is an independent implementation (its tanh backward, its op decomposition)
+        # that rounds differently in the last bits. Forward values agree to 1e-12 relative;
+        # a gradient that is a difference of large terms (the shared DAG at (-0.9, 1.1) sums
+        # contributions of ~1e-1 into ~7e-8) can only agree to a few ulps of those terms.
         assert_same(got, want, f"{name}{xs}")
         for i, (g, w) in enumerate(zip(got_grads, want_grads, strict=True)):
-            assert_same(g, w, f"{name}{xs} d/dx{i}")
+            assert math.isclose(g, w, rel_tol=1e-12, abs_tol=1e-14), f"{name}{xs} d/dx{i}: {g!r} != {w!r}"
 
 
 UNARY = ["relu", "tanh", "exp", "log", "sigmoid", "abs", "sqrt", "neg"]
