@@ -8,6 +8,7 @@ namespace py = pybind11;
 
 namespace arenagrad {
 void bind_params(py::module_& m);  // bind_params.cpp: gather/scatter for optimizers
+void bind_tape(py::module_& m);  // bind_tape.cpp
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -15,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
     if (arenagrad::add_value_api(m.ptr()) < 0) throw py::error_already_set();
     arenagrad::bind_config(m);
     arenagrad::bind_params(m);
+    arenagrad::bind_tape(m);
 }

@@ -19,11 +19,15 @@ from . import losses, optim, schedules, viz  # the training kit
 from ._core import Value, arena_stats, get_num_threads, linear, set_num_threads, sum, zero_grad
 from .checkpoint import load, save
 from .gradient_check import gradcheck
+from .compile import Compiled, compile
+from .config import show_config
 
 __all__ = [
+    "Compiled",
     "Value",
     "__version__",
     "arena_stats",
+    "compile",
     "get_num_threads",
     "gradcheck",
     "linear",
@@ -33,6 +37,7 @@ __all__ = [
     "save",
     "schedules",
     "set_num_threads",
+    "show_config",
     "sum",
     "viz",
     "zero_grad",

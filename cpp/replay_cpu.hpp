@@ -1,0 +1,166 @@
+// The CPU replay driver: lanes in tiles of up to 64, tiles split over OpenMP threads.
+//
+// Why tiles: a tile's rows (every slot of 64 lanes) stay in L2 while the walk sweeps the
+// tape, and the inner loops run over 64 neighbouring lanes, which the compiler vectorises.
+// The tiling is fixed by the batch size alone; threads take contiguous runs of tiles. Each
+// tile sums its lanes' contributions to the shared (invariant) gradients in a fixed order, and
+// the tiles' sums are added in tile order, so results are bit-identical for any thread count.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#if defined(ARENAGRAD_WITH_OPENMP)
+#include <omp.h>
+#endif
+
+#include "replay.hpp"
+#include "tape.hpp"
+
+// Hot loops are compiled for several instruction sets and picked at load time, so a portable
+// wheel still uses AVX2/AVX-512 where the CPU has them. -ffp-contract=off keeps every clone's
+// rounding identical (no fused multiply-add), hence results do not depend on the CPU.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(ARENAGRAD_NO_TARGET_CLONES)
+#define AG_HOT __attribute__((target_clones("avx512f", "avx2", "default"), flatten))
+#else
+#define AG_HOT
+#endif
+
+namespace arenagrad {
+
+constexpr unsigned kTileLanes = 64;
+
+// Sums a tile's per-lane contributions to a shared gradient: 8 running sums combined
+// pairwise, an order that depends only on the number of lanes (and vectorises).
+inline double lane_sum(const double* c, unsigned n) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    unsigned l = 0;
+    for (; l + 8 <= n; l += 8)
+        for (unsigned j = 0; j < 8; ++j) s[j] += c[l + j];
+    for (unsigned j = 0; l < n; ++l, ++j) s[j] += c[l];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+struct TileSink {
+    double* partial;  // this tile's sum per invariant slot
+    void add(std::uint32_t slot, const double* c, unsigned n) { partial[slot] += lane_sum(c, n); }
+};
+
+AG_HOT inline void forward_tile(const TapeView& t, const Lanes& x) { forward_sweep(t, x); }
+AG_HOT inline void backward_tile(const TapeView& t, const Lanes& x, TileSink& sink) {
+    backward_sweep<kTileLanes>(t, x, sink);
+}
+
+// The invariant part runs once per replay, as a single lane, on the host (for any device).
+// shared: the invariant slots' values; externals fill the first n_externals of them.
+inline void invariant_forward(const Tape& tape, const double* externals, std::vector<double>& shared) {
+    const TapeView inv = tape.invariant.view();
+    shared.resize(inv.n_slots);
+    std::copy(externals, externals + tape.n_externals, shared.begin());
+    std::copy(tape.constants.begin(), tape.constants.end(), shared.begin() + tape.n_externals);
+    forward_sweep(inv, Lanes{shared.data(), nullptr, 1, 1, nullptr});
+}
+
+// shared_grads: on entry the lane-summed gradients of every invariant slot; on exit also
+// those that flowed back through invariant ops (the first n_externals are the externals').
+inline void invariant_backward(const Tape& tape, std::vector<double>& shared, std::vector<double>& shared_grads) {
+    NoSink none;
+    backward_sweep<1>(tape.invariant.view(), Lanes{shared.data(), shared_grads.data(), 1, 1, nullptr}, none);
+}
+
+// The lane part on the CPU.
+class CpuReplay {
+public:
+    // X: batch x n_inputs (row-major); shared: the invariant slots' values (kept, with the
+    // lanes' values, for backward); Y: batch x n_outputs.
+    void forward(const Tape& tape, const double* X, std::size_t batch, const double* shared, double* Y) {
+        shared_ = shared;
+        width_ = unsigned(std::min<std::size_t>(kTileLanes, std::max<std::size_t>(batch, 1)));
+        tiles_ = (batch + width_ - 1) / width_;
+        const TapeView lane = tape.lane.view();
+        const std::size_t tile_size = std::size_t(lane.n_slots) * width_;
+        values_.resize(tiles_ * tile_size);
+        const std::uint32_t k = lane.n_in, m = std::uint32_t(tape.outputs.size());
+        const std::int64_t tiles = std::int64_t(tiles_);
+#if defined(ARENAGRAD_WITH_OPENMP)
+#pragma omp parallel for schedule(static) if (tiles > 1)
+#endif
+        for (std::int64_t tile = 0; tile < tiles; ++tile) {
+            const std::size_t first = std::size_t(tile) * width_;
+            const Lanes x = block(values_.data() + std::size_t(tile) * tile_size, nullptr, first, batch);
+            for (std::uint32_t i = 0; i < k; ++i)
+                for (unsigned l = 0; l < x.n; ++l) x.val[i * x.stride + l] = X[(first + l) * k + i];
+            forward_tile(lane, x);
+            for (std::uint32_t j = 0; j < m; ++j) {
+                const Operand out = operand(x, tape.outputs[j]);
+                for (unsigned l = 0; l < x.n; ++l) Y[(first + l) * m + j] = out.p[out.lane ? l : 0];
+            }
+        }
+        batch_ = batch;
+    }
+
+    // seed: batch x n_outputs, or null for ones. Writes d(seeded outputs)/d(inputs) into
+    // input_grads (batch x n_inputs) and the lane-summed gradients of the invariant slots
+    // into shared_grads (n_slots of the invariant part).
+    void backward(const Tape& tape, const double* seed, double* input_grads, std::vector<double>& shared_grads) {
+        const TapeView lane = tape.lane.view();
+        const std::size_t tile_size = std::size_t(lane.n_slots) * width_;
+        const std::size_t n_shared = tape.invariant.n_slots();
+        partial_.assign(tiles_ * n_shared, 0.0);
+        int threads = 1;
+#if defined(ARENAGRAD_WITH_OPENMP)
+        threads = omp_get_max_threads();
+#endif
+        scratch_.resize(std::size_t(threads));
+        for (auto& grads : scratch_) grads.resize(tile_size);
+        const std::uint32_t k = lane.n_in, m = std::uint32_t(tape.outputs.size());
+        const std::int64_t tiles = std::int64_t(tiles_);
+        const std::size_t batch = batch_;
+#if defined(ARENAGRAD_WITH_OPENMP)
+#pragma omp parallel for schedule(static) if (tiles > 1)
+#endif
+        for (std::int64_t tile = 0; tile < tiles; ++tile) {
+            int me = 0;
+#if defined(ARENAGRAD_WITH_OPENMP)
+            me = omp_get_thread_num();
+#endif
+            std::vector<double>& grads = scratch_[std::size_t(me)];
+            std::fill(grads.begin(), grads.end(), 0.0);
+            const std::size_t first = std::size_t(tile) * width_;
+            const Lanes x = block(values_.data() + std::size_t(tile) * tile_size, grads.data(), first, batch);
+            TileSink sink{partial_.data() + std::size_t(tile) * n_shared};
+            double c[kTileLanes];
+            for (std::uint32_t j = 0; j < m; ++j) {
+                for (unsigned l = 0; l < x.n; ++l) c[l] = seed != nullptr ? seed[(first + l) * m + j] : 1.0;
+                accumulate(x, sink, tape.outputs[j], c);
+            }
+            backward_tile(lane, x, sink);
+            for (std::uint32_t i = 0; i < k; ++i)
+                for (unsigned l = 0; l < x.n; ++l) input_grads[(first + l) * k + i] = x.grad[i * x.stride + l];
+        }
+        // The tiles' sums, added in tile order.
+        shared_grads.assign(n_shared, 0.0);
+        for (std::size_t tile = 0; tile < tiles_; ++tile) {
+            const double* p = partial_.data() + tile * n_shared;
+            for (std::size_t s = 0; s < n_shared; ++s) shared_grads[s] += p[s];
+        }
+    }
+
+private:
+    std::size_t batch_ = 0, tiles_ = 0;
+    unsigned width_ = 1;
+    const double* shared_ = nullptr;             // the invariant values of the last forward
+    std::vector<double> values_;                 // lane part: [tile][slot][lane in tile]
+    std::vector<double> partial_;                // [tile][invariant slot]
+    std::vector<std::vector<double>> scratch_;   // per thread: a tile's gradient rows
+
+    Lanes block(double* values, double* grads, std::size_t first, std::size_t batch) const {
+        const unsigned n = unsigned(std::min<std::size_t>(width_, batch - first));
+        return Lanes{values, grads, width_, n, shared_};
+    }
+};
+
+}  // namespace arenagrad

@@ -1,0 +1,176 @@
+"""Capture once, replay many: trace a function of Values once, then run it on a whole batch.
+
+    f = arenagrad.compile(fn, n_inputs=k)   # fn(*k Values) -> Value or list of Values
+    Y = f.forward(X)                         # X: (B, k) float64, one row per sample (lane)
+    dX = f.backward()                        # d(outputs)/dX, (B, k); parameters' .grad += sums
+
+`fn` runs once, on placeholder Values; what it builds is recorded into a tape (cpp/tape.hpp)
+and replayed natively (cpp/replay.hpp), over OpenMP threads or on a CUDA device. Values that
+`fn` uses but did not create (model parameters) are read afresh at every forward, so the usual
+training loop works without tracing again. docs/replay.md has the details and the limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._core import Value
+
+__all__ = ["Compiled", "compile"]
+
+
+def _cuda_unavailable() -> str | None:
+    """Why device="cuda" cannot be used here, or None if it can."""
+    if not _core.cuda_compiled:
+        return "this build of arenagrad has no CUDA support (built without a CUDA toolkit)"
+    count, why = _core.cuda_devices()
+    return None if count > 0 else f"no usable CUDA device ({why})"
+
+
+def _as_matrix(array: Any, cols: int, what: str) -> np.ndarray:
+    """A C-contiguous float64 (rows, cols) array, or a clear TypeError/ValueError."""
+    if isinstance(array, np.ndarray):
+        if array.dtype != np.float64:
+            raise TypeError(
+                f"{what} must be a float64 array, not {array.dtype} (use {what}.astype(np.float64))"
+            )
+    else:
+        try:
+            array = np.asarray(array, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"{what} must be a float64 array of shape (batch, {cols})") from error
+    if array.ndim != 2 or array.shape[1] != cols:
+        raise ValueError(f"{what} must have shape (batch, {cols}), not {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+class Compiled:
+    """A traced function, replayed over batches. Made by `arenagrad.compile`."""
+
+    def __init__(self, tape: Any, single_output: bool, name: str) -> None:
+        self._tape = tape
+        self._single = single_output
+        self._name = name
+        self._batch: int | None = None
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self._tape.n_inputs)
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self._tape.n_outputs)
+
+    @property
+    def n_nodes(self) -> int:
+        """Ops on the tape: those computed per lane plus those computed once per forward."""
+        return int(self._tape.n_lane_nodes + self._tape.n_invariant_nodes)
+
+    @property
+    def n_lane_nodes(self) -> int:
+        """Ops that depend on the inputs, computed for every lane."""
+        return int(self._tape.n_lane_nodes)
+
+    @property
+    def n_invariant_nodes(self) -> int:
+        """Ops that depend only on parameters and constants, computed once per forward."""
+        return int(self._tape.n_invariant_nodes)
+
+    @property
+    def parameters(self) -> list[Value]:
+        """The Values `fn` used without creating them: read at every forward, and given the
+        lane-summed gradient at every backward."""
+        return list(self._tape.externals)
+
+    @property
+    def device(self) -> str:
+        return str(self._tape.device)
+
+    def forward(self, X: Any = None) -> np.ndarray:
+        """Run `fn` on every row of X (shape (B, n_inputs), float64). Returns shape (B,) for a
+        function returning one Value, (B, m) for one returning a list of m Values.
+        X may be left out when n_inputs == 0 (one lane)."""
+        if X is None:
+            if self.n_inputs != 0:
+                raise TypeError(f"forward() needs X of shape (batch, {self.n_inputs})")
+            X = np.empty((1, 0))
+        Y = self._tape.forward(_as_matrix(X, self.n_inputs, "X"))
+        self._batch = Y.shape[0]
+        return Y[:, 0] if self._single else Y
+
+    __call__ = forward
+
+    def backward(self, seed: Any = None) -> np.ndarray:
+        """Backpropagate the last forward: each lane's outputs get gradient `seed` (default
+        ones; else an array shaped like forward's result). Returns the inputs' gradients,
+        shape (B, n_inputs), and adds into every parameter's .grad its sum over lanes."""
+        if self._batch is None:
+            raise RuntimeError("backward() needs a forward() first")
+        if seed is not None:
+            if self._single:
+                shape = getattr(seed, "shape", None)
+                if shape is not None and len(shape) != 1:
+                    raise ValueError(f"seed must have shape ({self._batch},), not {shape}")
+                seed = np.reshape(_as_vector(seed), (-1, 1))
+            seed = _as_matrix(seed, self.n_outputs, "seed")
+            if seed.shape[0] != self._batch:
+                expected = (self._batch,) if self._single else (self._batch, self.n_outputs)
+                raise ValueError(f"seed must have shape {expected} like forward's result")
+        return self._tape.backward(seed)
+
+    def __repr__(self) -> str:
+        return (
+            f"Compiled({self._name}, n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, "
+            f"n_nodes={self.n_nodes}, parameters={len(self._tape.externals)}, "
+            f"device={self.device!r})"
+        )
+
+
+def _as_vector(seed: Any) -> np.ndarray:
+    if isinstance(seed, np.ndarray):
+        if seed.dtype != np.float64:
+            raise TypeError(f"seed must be a float64 array, not {seed.dtype}")
+        return seed
+    return np.asarray(seed, dtype=np.float64)
+
+
+def compile(
+    fn: Callable[..., Value | Sequence[Value]], n_inputs: int, device: str = "cpu"
+) -> Compiled:
+    """Trace `fn(*n_inputs Values)` once and return a `Compiled` that replays it on batches.
+
+    `fn` must return a Value (forward gives shape (B,)) or a list/tuple of Values ((B, m)).
+    device: "cpu" (OpenMP threads, see arenagrad.set_num_threads) or "cuda".
+    """
+    if not callable(fn):
+        raise TypeError(f"compile() needs a callable, not {type(fn).__name__!r}")
+    if isinstance(n_inputs, bool) or not isinstance(n_inputs, int):
+        raise TypeError(f"n_inputs must be an int, not {type(n_inputs).__name__!r}")
+    if n_inputs < 0:
+        raise ValueError(f"n_inputs must be >= 0, got {n_inputs}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+    if device == "cuda" and (why := _cuda_unavailable()) is not None:
+        raise RuntimeError(f"device='cuda' is not available: {why}")
+
+    # Everything created after the fence is the traced graph; what it uses from below the
+    # fence (parameters) becomes the tape's externals.
+    fence = Value(0.0)
+    inputs = [Value(0.0) for _ in range(n_inputs)]
+    result = fn(*inputs)
+    single = isinstance(result, Value)
+    outputs = [result] if single else result
+    if not isinstance(outputs, (list, tuple)) or not outputs:
+        raise TypeError(
+            f"fn must return a Value or a non-empty list of Values, not {type(result).__name__!r}"
+        )
+    for i, out in enumerate(outputs):
+        if not isinstance(out, Value):
+            raise TypeError(f"fn's output {i} must be a Value, not {type(out).__name__!r}")
+    tape = _core.Tape(fence, inputs, list(outputs), device)
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return Compiled(tape, single, name)
