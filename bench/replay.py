@@ -1,0 +1,241 @@
+"""Replay benchmarks (arenagrad.compile), side by side in one run.
+
+    python bench/replay.py            # prints markdown tables
+    python bench/replay.py --quick    # fewer repeats
+
+Measures, on micrograd's demo model (MLP 2-16-16-1, moons data, max-margin loss):
+  * replay throughput, ns per node-lane, for B in 1, 64, 1024, 16384 and 1 or 2 threads;
+  * forward+backward of the batch (B=100) against idiomatic PyTorch (float64, nn.Linear,
+    the same weights), when torch is installed;
+  * the whole training step (forward, backward, SGD update of every parameter) against
+    Karpathy's micrograd (`pip install micrograd`; else the pure-Python arenagrad.reference,
+    the same algorithm), and against arenagrad's own eager engine.
+
+Every function returns numbers, so other scripts (bench/compare.py) can reuse them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections.abc import Callable
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+import arenagrad
+from arenagrad import demo
+from arenagrad.datasets import make_moons
+from arenagrad.nn import MLP
+
+SEED = 1337
+ALPHA = 1e-4  # the demo's L2 weight
+
+
+def seconds_per_call(fn: Callable[[], Any], min_time: float = 0.2, repeats: int = 5) -> float:
+    """Median over `repeats` runs of the mean time of enough calls to fill `min_time`."""
+    fn()  # warm up
+    number, start = 1, time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-7)
+    number = max(1, int(min_time / repeats / once))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - start) / number)
+    return float(np.median(times))
+
+
+# ---------------------------------------------------------------------------- the demo
+
+
+def hinge(model: Any, x0: Any, x1: Any, y: Any) -> Any:
+    """The demo's per-sample max-margin loss."""
+    return (1 + -y * model([x0, x1])).relu()
+
+
+def demo_data(n: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    return make_moons(n_samples=n, noise=0.1, seed=SEED)
+
+
+def demo_model() -> MLP:
+    random.seed(SEED)
+    return MLP(2, [16, 16, 1])
+
+
+class CompiledDemo:
+    """The demo's loss as two replays: the per-sample hinge loss over a batch (one lane per
+    sample) and the L2 term (no inputs, one lane)."""
+
+    def __init__(self, model: MLP) -> None:
+        self.model = model
+        self.params = model.parameters()
+        self.per_sample = arenagrad.compile(lambda x0, x1, y: hinge(model, x0, x1, y), 3)
+        self.reg = arenagrad.compile(lambda: ALPHA * arenagrad.sum([p * p for p in self.params]), 0)
+
+    def forward_backward(self, Xy: np.ndarray) -> float:
+        """Data loss (mean hinge) and its gradients, accumulated into the parameters."""
+        losses = self.per_sample.forward(Xy)
+        self.per_sample.backward(np.full(len(Xy), 1.0 / len(Xy)))
+        return float(np.mean(losses))
+
+    def train_step(self, Xy: np.ndarray, learning_rate: float) -> float:
+        self.model.zero_grad()
+        loss = self.forward_backward(Xy) + float(self.reg.forward()[0])
+        self.reg.backward()
+        for p in self.params:
+            p.data -= learning_rate * p.grad
+        return loss
+
+
+def torch_demo(model: MLP) -> Any:
+    """Idiomatic PyTorch: nn.Linear layers in float64 holding the same weights."""
+    import torch
+    from torch import nn
+
+    layers: list[nn.Module] = []
+    for i, layer in enumerate(model.layers):
+        linear = nn.Linear(len(layer.neurons[0].w), len(layer.neurons), dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(torch.tensor([[w.data for w in n.w] for n in layer.neurons]))
+            linear.bias.copy_(torch.tensor([n.b.data for n in layer.neurons]))
+        layers.append(linear)
+        if i != len(model.layers) - 1:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def time_demo_forward_backward(B: int = 100) -> dict[str, float]:
+    """Seconds per forward+backward of the mean hinge loss over B samples."""
+    X, y = demo_data(B)
+    Xy = np.column_stack([X, y])
+    model = demo_model()
+    compiled = CompiledDemo(model)
+
+    def replay() -> None:
+        model.zero_grad()
+        compiled.forward_backward(Xy)
+
+    result = {"arenagrad replay": seconds_per_call(replay)}
+    try:
+        import torch
+    except ImportError:
+        return result
+    net = torch_demo(model)
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+
+    def torch_step() -> torch.Tensor:
+        net.zero_grad()
+        loss = torch.relu(1 - yt * net(Xt).squeeze(1)).mean()
+        loss.backward()
+        return loss
+
+    model.zero_grad()
+    ours = compiled.forward_backward(Xy)
+    theirs = float(torch_step())
+    assert abs(ours - theirs) <= 1e-12 * max(1.0, abs(ours)), (ours, theirs)
+    result[f"PyTorch {torch.__version__} (float64, {torch.get_num_threads()} threads)"] = seconds_per_call(torch_step)
+    return result
+
+
+def time_demo_train_step(B: int = 100, slow_repeats: int = 3) -> dict[str, float]:
+    """Seconds per whole training step (forward, backward, SGD update)."""
+    X, y = demo_data(B)
+    Xy = np.column_stack([X, y])
+    compiled = CompiledDemo(demo_model())
+    result = {"arenagrad replay": seconds_per_call(lambda: compiled.train_step(Xy, 0.5))}
+
+    native = SimpleNamespace(Value=arenagrad.Value, MLP=MLP, sum=arenagrad.sum)
+    result["arenagrad eager"] = demo.time_per_step(native, SEED, X, y, steps=20)
+    baseline = micrograd_engine()
+    name = "micrograd (Karpathy)" if baseline.__name__ == "micrograd" else "arenagrad.reference (pure Python)"
+    result[name] = demo.time_per_step(baseline, SEED, X, y, steps=slow_repeats)
+    return result
+
+
+def micrograd_engine() -> ModuleType:
+    """Karpathy's micrograd as a demo engine if installed, else the pure-Python reference."""
+    try:
+        from micrograd import engine, nn
+    except ImportError:
+        from arenagrad import reference
+
+        return reference
+    module = ModuleType("micrograd")
+    module.Value, module.MLP, module.sum = engine.Value, nn.MLP, sum
+    return module
+
+
+# ---------------------------------------------------------------------------- throughput
+
+
+def ns_per_node_lane(B: int, threads: int, min_time: float = 0.2) -> dict[str, float]:
+    """Replay of the demo's per-sample loss over B random lanes: ns per (lane node x lane)
+    for forward alone and for forward+backward."""
+    model = demo_model()
+    compiled = CompiledDemo(model)
+    f = compiled.per_sample
+    rng = np.random.default_rng(0)
+    Xy = np.column_stack([rng.normal(size=(B, 2)), rng.choice([-1.0, 1.0], size=B)])
+    seed = np.ones(B)
+    saved = arenagrad.get_num_threads()
+    arenagrad.set_num_threads(threads)
+    try:
+        forward = seconds_per_call(lambda: f.forward(Xy), min_time)
+
+        def both() -> None:
+            f.forward(Xy)
+            f.backward(seed)
+
+        both_time = seconds_per_call(both, min_time)
+    finally:
+        arenagrad.set_num_threads(saved)
+    scale = 1e9 / (f.n_lane_nodes * B)
+    return {"forward": forward * scale, "forward+backward": both_time * scale}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="shorter timings")
+    args = parser.parse_args(argv)
+    min_time = 0.05 if args.quick else 0.3
+
+    arenagrad.show_config()
+    f = CompiledDemo(demo_model()).per_sample
+    print(f"\ndemo per-sample tape: {f.n_lane_nodes} lane nodes, {f.n_invariant_nodes} invariant, "
+          f"{len(f.parameters)} parameters\n")
+
+    print("| B | threads | forward ns/node-lane | fwd+bwd ns/node-lane |")
+    print("|---:|---:|---:|---:|")
+    speedups = {}
+    for B in (1, 64, 1024, 16384):
+        per_thread = {}
+        for threads in (1, 2):
+            r = ns_per_node_lane(B, threads, min_time)
+            per_thread[threads] = r["forward+backward"]
+            print(f"| {B} | {threads} | {r['forward']:.3f} | {r['forward+backward']:.3f} |")
+        speedups[B] = per_thread[1] / per_thread[2]
+    print("\n2 threads vs 1 (fwd+bwd): " + ", ".join(f"B={B}: {s:.2f}x" for B, s in speedups.items()))
+
+    print("\n| demo forward+backward, B=100 | µs | vs arenagrad |")
+    print("|---|---:|---:|")
+    fb = time_demo_forward_backward()
+    ours = fb["arenagrad replay"]
+    for name, t in fb.items():
+        print(f"| {name} | {t * 1e6:.1f} | {t / ours:.1f}x |")
+
+    print("\n| demo training step, B=100 | µs | vs arenagrad replay |")
+    print("|---|---:|---:|")
+    ts = time_demo_train_step(slow_repeats=2 if args.quick else 3)
+    ours = ts["arenagrad replay"]
+    for name, t in ts.items():
+        print(f"| {name} | {t * 1e6:.1f} | {t / ours:.0f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
