@@ -72,7 +72,7 @@ public:
         const Matrix X = as_matrix(X_obj, tape_.n_inputs(), "X");
         const std::size_t batch = std::size_t(X.shape(0)), m = tape_.outputs.size();
         std::vector<double> parameters(tape_.n_externals);
-        for (std::size_t e = 0; e < parameters.size(); ++e) parameters[e] = arena().data[value_node(externals_[e].ptr())];
+        for (std::size_t e = 0; e < parameters.size(); ++e) parameters[e] = arena().data[external(e)];
         ready_ = false;
         invariant_forward(tape_, parameters.data(), shared_);
         Matrix Y({batch, m});
@@ -113,7 +113,7 @@ public:
                 cpu_.backward(tape_, seeds, input_grads.mutable_data(), shared_grads_);
             invariant_backward(tape_, shared_, shared_grads_);
         }
-        for (std::size_t e = 0; e < tape_.n_externals; ++e) arena().grad[value_node(externals_[e].ptr())] += shared_grads_[e];
+        for (std::size_t e = 0; e < tape_.n_externals; ++e) arena().grad[external(e)] += shared_grads_[e];
         return input_grads;
     }
 
@@ -134,6 +134,9 @@ private:
         }
         ~Busy() { flag = false; }
     };
+
+    // The node of external e now (compaction may have moved it since the last call).
+    NodeId external(std::size_t e) const { return value_node(PyList_GET_ITEM(externals_.ptr(), Py_ssize_t(e))); }
 
     Tape tape_;
     py::list externals_;  // Value handles of the externals, in slot order

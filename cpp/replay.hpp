@@ -110,8 +110,10 @@ AG_HOST_DEVICE inline void forward_sweep(const TapeView& t, const Lanes& x) {
 // ---- backward ------------------------------------------------------------------------
 
 // A part with no invariant operands (the invariant part itself) never calls its sink.
+// A sink takes, for a shared slot, per-lane contributions c (add) or a[l] * b[l] (add_products).
 struct NoSink {
     AG_HOST_DEVICE void add(std::uint32_t, const double*, unsigned) {}
+    AG_HOST_DEVICE void add_products(std::uint32_t, const double*, const double*, unsigned) {}
 };
 
 // grad[ref] += contribution, per lane for a lane slot, through the sink for a shared one.
@@ -150,9 +152,17 @@ AG_HOST_DEVICE inline void backward_node(const TapeView& t, const Lanes& x, Sink
         accumulate(x, sink, ops[0], g);
         double cw[W], cx[W];
         for (std::uint32_t k = 1; k + 1 < t.b[i]; k += 2) {
-            for_lanes(operand(x, ops[k]), operand(x, ops[k + 1]), x.n, [&](unsigned l, double w, double v) {
-                cw[l] = v * g[l];
-                cx[l] = w * g[l];
+            const Operand w = operand(x, ops[k]), v = operand(x, ops[k + 1]);
+            if (!w.lane && v.lane && ops[k] != ops[k + 1]) {  // the usual case, without scratch rows
+                sink.add_products(slot_of(ops[k]), v.p, g, x.n);
+                double* gv = x.grad + std::size_t(ops[k + 1]) * x.stride;
+                const double wk = w.p[0];
+                for (unsigned l = 0; l < x.n; ++l) gv[l] += wk * g[l];
+                continue;
+            }
+            for_lanes(w, v, x.n, [&](unsigned l, double wl, double vl) {
+                cw[l] = vl * g[l];
+                cx[l] = wl * g[l];
             });
             accumulate(x, sink, ops[k], cw);
             accumulate(x, sink, ops[k + 1], cx);

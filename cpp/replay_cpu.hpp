@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #if defined(ARENAGRAD_WITH_OPENMP)
@@ -33,20 +34,54 @@ namespace arenagrad {
 
 constexpr unsigned kTileLanes = 64;
 
-// Sums a tile's per-lane contributions to a shared gradient: 8 running sums combined
-// pairwise, an order that depends only on the number of lanes (and vectorises).
-inline double lane_sum(const double* c, unsigned n) {
+// A thread is worth starting for at least this many node-lanes (~20-50 us of work): below it,
+// waking and joining threads costs more than it saves (and far more on a busy machine).
+constexpr std::size_t kMinNodeLanesPerThread = 32768;
+
+// Sums a tile's per-lane contributions to a shared gradient (c[l], or a[l] * b[l]): 8 running
+// sums combined pairwise, an order that depends only on the number of lanes. Written with
+// vector types because the compiler does not vectorise a reduction by itself (it may not
+// reorder floating-point sums; here the order is ours, and fixed).
+#if defined(__GNUC__)
+typedef double Sums4 __attribute__((vector_size(32)));
+
+template <bool Products>
+inline double lane_sum(const double* a, const double* b, unsigned n) {
+    Sums4 lo = {0, 0, 0, 0}, hi = {0, 0, 0, 0};
+    unsigned l = 0;
+    for (; l + 8 <= n; l += 8) {
+        Sums4 a0, a1;
+        std::memcpy(&a0, a + l, sizeof a0);
+        std::memcpy(&a1, a + l + 4, sizeof a1);
+        if (Products) {
+            Sums4 b0, b1;
+            std::memcpy(&b0, b + l, sizeof b0);
+            std::memcpy(&b1, b + l + 4, sizeof b1);
+            a0 = a0 * b0;
+            a1 = a1 * b1;
+        }
+        lo += a0;
+        hi += a1;
+    }
+    double s[8] = {lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]};
+#else
+template <bool Products>
+inline double lane_sum(const double* a, const double* b, unsigned n) {
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     unsigned l = 0;
     for (; l + 8 <= n; l += 8)
-        for (unsigned j = 0; j < 8; ++j) s[j] += c[l + j];
-    for (unsigned j = 0; l < n; ++l, ++j) s[j] += c[l];
+        for (unsigned j = 0; j < 8; ++j) s[j] += Products ? a[l + j] * b[l + j] : a[l + j];
+#endif
+    for (unsigned j = 0; l < n; ++l, ++j) s[j] += Products ? a[l] * b[l] : a[l];
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
 struct TileSink {
     double* partial;  // this tile's sum per invariant slot
-    void add(std::uint32_t slot, const double* c, unsigned n) { partial[slot] += lane_sum(c, n); }
+    void add(std::uint32_t slot, const double* c, unsigned n) { partial[slot] += lane_sum<false>(c, c, n); }
+    void add_products(std::uint32_t slot, const double* a, const double* b, unsigned n) {
+        partial[slot] += lane_sum<true>(a, b, n);
+    }
 };
 
 AG_HOT inline void forward_tile(const TapeView& t, const Lanes& x) { forward_sweep(t, x); }
@@ -85,8 +120,9 @@ public:
         values_.resize(tiles_ * tile_size);
         const std::uint32_t k = lane.n_in, m = std::uint32_t(tape.outputs.size());
         const std::int64_t tiles = std::int64_t(tiles_);
+        const int threads = threads_for(lane, batch);
 #if defined(ARENAGRAD_WITH_OPENMP)
-#pragma omp parallel for schedule(static) if (tiles > 1)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
 #endif
         for (std::int64_t tile = 0; tile < tiles; ++tile) {
             const std::size_t first = std::size_t(tile) * width_;
@@ -110,17 +146,14 @@ public:
         const std::size_t tile_size = std::size_t(lane.n_slots) * width_;
         const std::size_t n_shared = tape.invariant.n_slots();
         partial_.assign(tiles_ * n_shared, 0.0);
-        int threads = 1;
-#if defined(ARENAGRAD_WITH_OPENMP)
-        threads = omp_get_max_threads();
-#endif
+        const int threads = threads_for(lane, batch_);
         scratch_.resize(std::size_t(threads));
         for (auto& grads : scratch_) grads.resize(tile_size);
         const std::uint32_t k = lane.n_in, m = std::uint32_t(tape.outputs.size());
         const std::int64_t tiles = std::int64_t(tiles_);
         const std::size_t batch = batch_;
 #if defined(ARENAGRAD_WITH_OPENMP)
-#pragma omp parallel for schedule(static) if (tiles > 1)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
 #endif
         for (std::int64_t tile = 0; tile < tiles; ++tile) {
             int me = 0;
@@ -156,6 +189,20 @@ private:
     std::vector<double> values_;                 // lane part: [tile][slot][lane in tile]
     std::vector<double> partial_;                // [tile][invariant slot]
     std::vector<std::vector<double>> scratch_;   // per thread: a tile's gradient rows
+
+    // Threads for a sweep: as many as allowed, but not more than tiles or than the work
+    // pays for. (Which thread runs a tile never changes the results.)
+    int threads_for(const TapeView& lane, std::size_t batch) const {
+        int threads = 1;
+#if defined(ARENAGRAD_WITH_OPENMP)
+        const std::size_t work = std::size_t(lane.n_slots) * batch / kMinNodeLanesPerThread;
+        threads = int(std::min<std::size_t>({std::size_t(omp_get_max_threads()), tiles_, std::max<std::size_t>(work, 1)}));
+#else
+        (void)lane;
+        (void)batch;
+#endif
+        return threads;
+    }
 
     Lanes block(double* values, double* grads, std::size_t first, std::size_t batch) const {
         const unsigned n = unsigned(std::min<std::size_t>(width_, batch - first));

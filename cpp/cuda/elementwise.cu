@@ -63,6 +63,9 @@ struct LaneSink {
     double* grads;
     std::size_t stride;
     __device__ void add(std::uint32_t slot, const double* c, unsigned) { grads[slot * stride] += c[0]; }
+    __device__ void add_products(std::uint32_t slot, const double* a, const double* b, unsigned) {
+        grads[slot * stride] += a[0] * b[0];
+    }
 };
 
 __global__ void forward_kernel(TapeView t, double* val, const double* shared, const double* X, double* Y,
