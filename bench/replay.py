@@ -23,9 +23,8 @@ from collections.abc import Callable
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-import numpy as np
-
 import arenagrad
+import numpy as np
 from arenagrad import demo
 from arenagrad.datasets import make_moons
 from arenagrad.nn import MLP
@@ -101,8 +100,10 @@ def torch_demo(model: MLP) -> Any:
     for i, layer in enumerate(model.layers):
         linear = nn.Linear(len(layer.neurons[0].w), len(layer.neurons), dtype=torch.float64)
         with torch.no_grad():
-            linear.weight.copy_(torch.tensor([[w.data for w in n.w] for n in layer.neurons]))
-            linear.bias.copy_(torch.tensor([n.b.data for n in layer.neurons]))
+            linear.weight.copy_(
+                torch.tensor([[w.data for w in n.w] for n in layer.neurons], dtype=torch.float64)
+            )
+            linear.bias.copy_(torch.tensor([n.b.data for n in layer.neurons], dtype=torch.float64))
         layers.append(linear)
         if i != len(model.layers) - 1:
             layers.append(nn.ReLU())
@@ -136,9 +137,20 @@ def time_demo_forward_backward(B: int = 100) -> dict[str, float]:
 
     model.zero_grad()
     ours = compiled.forward_backward(Xy)
-    theirs = float(torch_step())
+    theirs = float(torch_step().detach())
     assert abs(ours - theirs) <= 1e-12 * max(1.0, abs(ours)), (ours, theirs)
-    result[f"PyTorch {torch.__version__} (float64, {torch.get_num_threads()} threads)"] = seconds_per_call(torch_step)
+    threads = torch.get_num_threads()
+    result[f"PyTorch {torch.__version__} (float64, {threads} threads)"] = seconds_per_call(
+        torch_step
+    )
+    if threads > 1:
+        torch.set_num_threads(1)
+        try:
+            result[f"PyTorch {torch.__version__} (float64, 1 thread)"] = seconds_per_call(
+                torch_step
+            )
+        finally:
+            torch.set_num_threads(threads)
     return result
 
 
@@ -150,11 +162,36 @@ def time_demo_train_step(B: int = 100, slow_repeats: int = 3) -> dict[str, float
     result = {"arenagrad replay": seconds_per_call(lambda: compiled.train_step(Xy, 0.5))}
 
     native = SimpleNamespace(Value=arenagrad.Value, MLP=MLP, sum=arenagrad.sum)
+    result["arenagrad single-lane replay (whole batch, n_inputs=0)"] = seconds_per_call(
+        whole_batch_step(X, y)
+    )
     result["arenagrad eager"] = demo.time_per_step(native, SEED, X, y, steps=20)
     baseline = micrograd_engine()
-    name = "micrograd (Karpathy)" if baseline.__name__ == "micrograd" else "arenagrad.reference (pure Python)"
+    name = (
+        "micrograd (Karpathy)"
+        if baseline.__name__ == "micrograd"
+        else "arenagrad.reference (pure Python)"
+    )
     result[name] = demo.time_per_step(baseline, SEED, X, y, steps=slow_repeats)
     return result
+
+
+def whole_batch_step(X: np.ndarray, y: np.ndarray) -> Callable[[], None]:
+    """The eager demo's loss traced once as one graph (no inputs: the data are constants) and
+    replayed on one lane with the current parameters."""
+    model = demo_model()
+    native = SimpleNamespace(Value=arenagrad.Value, MLP=MLP, sum=arenagrad.sum)
+    f = arenagrad.compile(lambda: demo.loss(native, model, X, y)[0], 0)
+    params = model.parameters()
+
+    def step() -> None:
+        model.zero_grad()
+        f.forward()
+        f.backward()
+        for p in params:
+            p.data -= 0.5 * p.grad
+
+    return step
 
 
 def micrograd_engine() -> ModuleType:
@@ -195,31 +232,56 @@ def ns_per_node_lane(B: int, threads: int, min_time: float = 0.2) -> dict[str, f
     finally:
         arenagrad.set_num_threads(saved)
     scale = 1e9 / (f.n_lane_nodes * B)
-    return {"forward": forward * scale, "forward+backward": both_time * scale}
+    unfused = 1e9 / (micrograd_ops_per_lane(model) * B)
+    return {
+        "forward": forward * scale,
+        "forward+backward": both_time * scale,
+        "forward+backward per micrograd op": both_time * unfused,
+    }
+
+
+def micrograd_ops_per_lane(model: MLP) -> int:
+    """Ops micrograd's own graph has per sample for the same loss: a fused linear node of n
+    terms is n multiplications and n additions there; plus ReLUs and the loss's 4 ops."""
+    ops = 4  # -y, * score, 1 + ..., relu
+    for layer in model.layers:
+        for neuron in layer.neurons:
+            ops += 2 * len(neuron.w) + (1 if neuron.nonlin else 0)
+    return ops
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="shorter timings")
     args = parser.parse_args(argv)
     min_time = 0.05 if args.quick else 0.3
 
     arenagrad.show_config()
     f = CompiledDemo(demo_model()).per_sample
-    print(f"\ndemo per-sample tape: {f.n_lane_nodes} lane nodes, {f.n_invariant_nodes} invariant, "
-          f"{len(f.parameters)} parameters\n")
+    print(
+        f"\ndemo per-sample tape: {f.n_lane_nodes} lane nodes, {f.n_invariant_nodes} invariant, "
+        f"{len(f.parameters)} parameters\n"
+    )
 
-    print("| B | threads | forward ns/node-lane | fwd+bwd ns/node-lane |")
-    print("|---:|---:|---:|---:|")
+    print(f"(micrograd's graph has {micrograd_ops_per_lane(demo_model())} ops per sample)\n")
+    print("| B | threads | forward ns/node-lane | fwd+bwd ns/node-lane | fwd+bwd ns/micrograd-op |")
+    print("|---:|---:|---:|---:|---:|")
     speedups = {}
     for B in (1, 64, 1024, 16384):
         per_thread = {}
         for threads in (1, 2):
             r = ns_per_node_lane(B, threads, min_time)
             per_thread[threads] = r["forward+backward"]
-            print(f"| {B} | {threads} | {r['forward']:.3f} | {r['forward+backward']:.3f} |")
+            print(
+                f"| {B} | {threads} | {r['forward']:.3f} | {r['forward+backward']:.3f} "
+                f"| {r['forward+backward per micrograd op']:.3f} |"
+            )
         speedups[B] = per_thread[1] / per_thread[2]
-    print("\n2 threads vs 1 (fwd+bwd): " + ", ".join(f"B={B}: {s:.2f}x" for B, s in speedups.items()))
+    print(
+        "\n2 threads vs 1 (fwd+bwd): " + ", ".join(f"B={B}: {s:.2f}x" for B, s in speedups.items())
+    )
 
     print("\n| demo forward+backward, B=100 | µs | vs arenagrad |")
     print("|---|---:|---:|")
