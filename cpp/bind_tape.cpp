@@ -117,6 +117,18 @@ public:
         return input_grads;
     }
 
+    // The training loop's two loops over parameters, as one native call each.
+    void zero_grad() {
+        for (std::size_t e = 0; e < tape_.n_externals; ++e) arena().grad[external(e)] = 0.0;
+    }
+    void sgd_step(double learning_rate) {
+        Arena& graph = arena();
+        for (std::size_t e = 0; e < tape_.n_externals; ++e) {
+            const NodeId id = external(e);
+            graph.data[id] -= learning_rate * graph.grad[id];  // exactly `p.data -= lr * p.grad`
+        }
+    }
+
     std::size_t n_inputs() const { return tape_.n_inputs(); }
     std::size_t n_outputs() const { return tape_.outputs.size(); }
     std::size_t n_lane_nodes() const { return tape_.lane.n_ops(); }
@@ -158,6 +170,9 @@ void bind_tape(py::module_& m) {
         .def("forward", &TapeObject::forward, py::arg("X"), "(batch, n_inputs) float64 -> (batch, n_outputs)")
         .def("backward", &TapeObject::backward, py::arg("seed") = py::none(),
              "Seeded gradients of the last forward: returns d/dX, adds parameter grads into their .grad.")
+        .def("zero_grad", &TapeObject::zero_grad, "Set .grad = 0 on every external.")
+        .def("sgd_step", &TapeObject::sgd_step, py::arg("learning_rate"),
+             "p.data -= learning_rate * p.grad for every external.")
         .def_property_readonly("n_inputs", &TapeObject::n_inputs)
         .def_property_readonly("n_outputs", &TapeObject::n_outputs)
         .def_property_readonly("n_lane_nodes", &TapeObject::n_lane_nodes)

@@ -449,6 +449,28 @@ def test_single_lane_replay_of_a_whole_batch():
             assert_close(a, b, "grad", scale=1e-6)
 
 
+def test_zero_grad_and_sgd_step_match_the_python_loop():
+    model = build_model(native, seed=9)
+    twin = build_model(native, seed=9)
+    f = arenagrad.compile(lambda a, b: model([a, b]), 2)
+    g = arenagrad.compile(lambda a, b: twin([a, b]), 2)
+    X = ANY[:10]
+    for step in range(3):
+        f.zero_grad()
+        twin.zero_grad()
+        f.forward(X)
+        f.backward()
+        g.forward(X)
+        g.backward()
+        assert any(p.grad != 0 for p in model.parameters())
+        f.sgd_step(0.1 * (step + 1))
+        for p in twin.parameters():
+            p.data -= 0.1 * (step + 1) * p.grad
+        assert [p.data for p in model.parameters()] == [p.data for p in twin.parameters()]
+    f.zero_grad()
+    assert all(p.grad == 0.0 for p in model.parameters())
+
+
 def test_closed_over_intermediate_is_a_leaf_of_the_tape():
     p = native.Value(3.0)
     h = p * 2  # built outside fn: an external, read as it is, gradient stops there

@@ -122,6 +122,15 @@ class Compiled:
                 raise ValueError(f"seed must have shape {expected} like forward's result")
         return self._tape.backward(seed)
 
+    def zero_grad(self) -> None:
+        """Set .grad = 0 on every parameter (one native call instead of a Python loop)."""
+        self._tape.zero_grad()
+
+    def sgd_step(self, learning_rate: float) -> None:
+        """`p.data -= learning_rate * p.grad` for every parameter, in one native call (the
+        same arithmetic as micrograd's update loop)."""
+        self._tape.sgd_step(float(learning_rate))
+
     def __repr__(self) -> str:
         return (
             f"Compiled({self._name}, n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, "
