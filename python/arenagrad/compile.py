@@ -51,7 +51,7 @@ def _as_matrix(array: Any, cols: int, what: str) -> np.ndarray:
 class Compiled:
     """A traced function, replayed over batches. Made by `arenagrad.compile`."""
 
-    def __init__(self, tape: Any, single_output: bool, name: str) -> None:
+    def __init__(self, tape: _core.Tape, single_output: bool, name: str) -> None:
         self._tape = tape
         self._single = single_output
         self._name = name
@@ -172,14 +172,17 @@ def compile(
     inputs = [Value(0.0) for _ in range(n_inputs)]
     result = fn(*inputs)
     single = isinstance(result, Value)
-    outputs = [result] if single else result
-    if not isinstance(outputs, (list, tuple)) or not outputs:
+    if single:
+        outputs: list[Any] = [result]
+    elif isinstance(result, (list, tuple)) and result:
+        outputs = list(result)
+    else:
         raise TypeError(
             f"fn must return a Value or a non-empty list of Values, not {type(result).__name__!r}"
         )
     for i, out in enumerate(outputs):
         if not isinstance(out, Value):
             raise TypeError(f"fn's output {i} must be a Value, not {type(out).__name__!r}")
-    tape = _core.Tape(fence, inputs, list(outputs), device)
+    tape = _core.Tape(fence, inputs, outputs, device)
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
     return Compiled(tape, single, name)
