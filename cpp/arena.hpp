@@ -92,27 +92,45 @@ public:
 
     // b + sum_i w[i] * x[i], summed left to right exactly like micrograd's Neuron.
     NodeId linear(NodeId b, const NodeId* w, const NodeId* x, std::size_t n) {
-        std::size_t offset = nary.size();
-        reserve_nary(2 * n + 1);
-        nary.push_back(b);
+        return linear(b, n, [w](std::size_t i) { return w[i]; }, [x](std::size_t i) { return x[i]; });
+    }
+
+    // The same with operand ids produced on the fly by weight(i) and input(i), which may push
+    // leaves (for numbers) but must run no Python code: the ids go straight to the side table.
+    template <typename WeightId, typename InputId>
+    NodeId linear(NodeId b, std::size_t n, WeightId weight, InputId input) {
+        const std::size_t offset = nary.size(), count = 2 * n + 1;
+        reserve_nary(count);
+        NodeId* operands = nary.data() + offset;  // leaf pushes never move the side table
+        operands[0] = b;
         double acc = data[b];
         for (std::size_t i = 0; i < n; ++i) {
-            nary.push_back(w[i]);
-            nary.push_back(x[i]);
-            acc = acc + data[w[i]] * data[x[i]];
+            const NodeId w = weight(i), x = input(i);
+            operands[1 + 2 * i] = w;
+            operands[2 + 2 * i] = x;
+            acc = acc + data[w] * data[x];
         }
-        return push_nary(Op::Linear, offset, 2 * n + 1, acc);
+        nary.resize(offset + count);
+        return push_nary(Op::Linear, offset, count, acc);
     }
 
     // sum_i v[i], starting from 0.0 like Python's sum().
     NodeId sum(const NodeId* v, std::size_t n) {
-        std::size_t offset = nary.size();
+        return sum(n, [v](std::size_t i) { return v[i]; });
+    }
+
+    template <typename ValueId>
+    NodeId sum(std::size_t n, ValueId value) {
+        const std::size_t offset = nary.size();
         reserve_nary(n);
+        NodeId* operands = nary.data() + offset;
         double acc = 0.0;
         for (std::size_t i = 0; i < n; ++i) {
-            nary.push_back(v[i]);
-            acc = acc + data[v[i]];
+            const NodeId v = value(i);
+            operands[i] = v;
+            acc = acc + data[v];
         }
+        nary.resize(offset + n);
         return push_nary(Op::Sum, offset, n, acc);
     }
 
@@ -189,16 +207,20 @@ public:
     }
 
     void truncate_dead_top() {
-        std::size_t n = size();
+        const std::size_t top = size();
+        std::size_t n = top;
         while (n > 0 && owner[n - 1] == nullptr) {
             --n;
             // n-ary operand lists were appended in node order, so the lowest popped n-ary
             // node's offset is where the side table ends now.
-            if (is_nary(op[n])) nary.resize(lhs[n]);
+            if (is_nary(op[n])) nary.truncate(lhs[n]);
         }
-        resize_nodes(n);
+        if (n == top) return;
+        truncate_nodes(n);
         if (n == 0) nary.clear();
-        if (n < op.capacity() / 4) give_back_memory();
+        // This runs after every dropped temporary: only look at memory when there is some
+        // to give back.
+        if (op.sparse() || nary.sparse()) give_back_memory();
     }
 
     // Compact only when the arena has doubled since the last compaction (amortised O(1)).
@@ -251,8 +273,8 @@ public:
             if (owner[next] != nullptr) relocate(owner[next], NodeId(next));
             ++next;
         }
-        resize_nodes(next);
-        nary.resize(nary_next);
+        truncate_nodes(next);
+        nary.truncate(nary_next);
         compact_at_ = std::max<std::size_t>(kMinCompactSize, 2 * next);
         ++compactions_;
     }
@@ -264,31 +286,38 @@ private:
     std::size_t live_handles_ = 0;
     std::size_t compactions_ = 0;
     std::size_t compact_at_ = kMinCompactSize;
+    std::size_t node_capacity_ = 0;  // min of the node arrays' capacities, <= kMaxNodes
 
-    // Append a node; all arrays grow together, so a failed allocation leaves them consistent.
+    // Append a node. The hot path checks one cached capacity and stores; growing is out of
+    // line. All arrays grow together, so a failed allocation leaves them consistent.
     NodeId push(Op o, NodeId a, NodeId b, double value) {
         const std::size_t id = size();
-        if (id >= kMaxNodes) throw ArenaFull();
-        if (id >= node_capacity()) {
-            const std::size_t cap = std::min(kMaxNodes, id < 1024 ? 1024 : id + id / 2);
-            try {
-                op.reserve(cap);
-                lhs.reserve(cap);
-                rhs.reserve(cap);
-                data.reserve(cap);
-                grad.reserve(cap);
-                owner.reserve(cap);
-            } catch (const std::bad_alloc&) {
-                throw ArenaFull();
-            }
-        }
-        op.push_back(o);
-        lhs.push_back(a);
-        rhs.push_back(b);
-        data.push_back(value);
-        grad.push_back(0.0);
-        owner.push_back(nullptr);
+        if (id >= node_capacity_) grow(id);
+        op.push_back_unchecked(o);
+        lhs.push_back_unchecked(a);
+        rhs.push_back_unchecked(b);
+        data.push_back_unchecked(value);
+        grad.push_back_unchecked(0.0);
+        owner.push_back_unchecked(nullptr);
         return NodeId(id);
+    }
+
+    // node_capacity_ never exceeds kMaxNodes, so this is also where the id limit is enforced.
+    void grow(std::size_t id) {
+        if (id >= kMaxNodes) throw ArenaFull();
+        const std::size_t cap = std::min(kMaxNodes, id < 1024 ? 1024 : id + id / 2);
+        try {
+            op.reserve(cap);
+            lhs.reserve(cap);
+            rhs.reserve(cap);
+            data.reserve(cap);
+            grad.reserve(cap);
+            owner.reserve(cap);
+        } catch (const std::bad_alloc&) {
+            node_capacity_ = node_capacity();
+            throw ArenaFull();
+        }
+        node_capacity_ = node_capacity();
     }
 
     NodeId push_nary(Op o, std::size_t offset, std::size_t count, double value) {
@@ -322,6 +351,7 @@ private:
         nary.shrink_if_sparse();
         scratch_.clear();
         scratch_.shrink_if_sparse();
+        node_capacity_ = node_capacity();
     }
 
     std::size_t node_capacity() const {
@@ -329,13 +359,13 @@ private:
                          owner.capacity()});
     }
 
-    void resize_nodes(std::size_t n) {
-        op.resize(n);
-        lhs.resize(n);
-        rhs.resize(n);
-        data.resize(n);
-        grad.resize(n);
-        owner.resize(n);
+    void truncate_nodes(std::size_t n) {
+        op.truncate(n);
+        lhs.truncate(n);
+        rhs.truncate(n);
+        data.truncate(n);
+        grad.truncate(n);
+        owner.truncate(n);
     }
 };
 

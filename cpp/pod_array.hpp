@@ -44,6 +44,9 @@ public:
         data_[size_++] = value;
     }
 
+    // For callers that reserved first (the arena checks one capacity for all its arrays).
+    void push_back_unchecked(const T& value) { data_[size_++] = value; }
+
     // Shrinking never frees; growing leaves new elements uninitialised unless filled.
     void resize(std::size_t n) {
         reserve(n);
@@ -54,10 +57,15 @@ public:
         for (std::size_t i = 0; i < n; ++i) data_[i] = value;
     }
     void clear() { size_ = 0; }
+    void truncate(std::size_t n) {  // n <= size(): drop the tail, keep the memory
+        size_ = n;
+    }
+
+    bool sparse() const { return capacity_ > kShrinkAbove && size_ < capacity_ / 4; }
 
     // Give memory back when the array has shrunk to well under its capacity.
     void shrink_if_sparse() {
-        if (capacity_ > 4096 && size_ < capacity_ / 4) {
+        if (sparse()) {
             std::size_t n = size_ < 64 ? 64 : size_ * 2;
             void* smaller = std::realloc(data_, n * sizeof(T));
             if (smaller != nullptr) {
@@ -68,6 +76,8 @@ public:
     }
 
 private:
+    static constexpr std::size_t kShrinkAbove = 4096;
+
     T* data_ = nullptr;
     std::size_t size_ = 0;
     std::size_t capacity_ = 0;

@@ -33,13 +33,21 @@ PyObject* raise_graph_full(const std::bad_alloc& error) {
     return nullptr;
 }
 
+// Memory of dead Values of the exact type, reused by the next new one: a training step
+// creates and drops tens of thousands of Values, and a pointer pop is cheaper than a trip
+// through obmalloc each way. Bounded, so a big graph's worth of handles is not kept.
+constexpr int kFreeValuesMax = 1024;
+void* free_values[kFreeValuesMax];
+int free_value_count = 0;
+
 // A new Python handle for node `id`, which must have none.
 PyObject* new_handle(PyTypeObject* type, NodeId id) {
     ValueObject* self;
     if (type == value_type) {
         // The exact type: skip tp_alloc's generic zeroing and bookkeeping (hot path).
-        self = static_cast<ValueObject*>(PyObject_Malloc(sizeof(ValueObject)));
-        if (self == nullptr) return PyErr_NoMemory();
+        void* memory = free_value_count > 0 ? free_values[--free_value_count] : PyObject_Malloc(sizeof(ValueObject));
+        if (memory == nullptr) return PyErr_NoMemory();
+        self = static_cast<ValueObject*>(memory);
         PyObject_Init(reinterpret_cast<PyObject*>(self), type);
     } else {
         self = reinterpret_cast<ValueObject*>(type->tp_alloc(type, 0));
@@ -104,38 +112,86 @@ PyObject* value_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     }
 }
 
+// `Value(x)` by vectorcall: micrograd code wraps every input number in a Value, and the
+// generic type call (an argument tuple, keyword parsing) costs more than the node itself.
+// Only `Value` itself is called this way (tp_vectorcall is not inherited by subclasses).
+PyObject* value_vectorcall(PyObject* type, PyObject* const* args, std::size_t nargsf, PyObject* kwnames) {
+    const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs == 1 && kwnames == nullptr && type == reinterpret_cast<PyObject*>(value_type)) {
+        double x;
+        const int converted = to_double(args[0], &x);
+        if (converted < 0) return nullptr;
+        if (converted == 0) return not_a_number("Value data", args[0]);
+        try {
+            return wrap_new_node(arena().leaf(x));
+        } catch (const std::bad_alloc& error) {
+            return raise_graph_full(error);
+        }
+    }
+    // Anything else (a label, keywords): the ordinary type call, with a tuple and a dict.
+    PyObject* positional = PyTuple_New(nargs);
+    if (positional == nullptr) return nullptr;
+    for (Py_ssize_t i = 0; i < nargs; ++i) PyTuple_SET_ITEM(positional, i, Py_NewRef(args[i]));
+    PyObject* keywords = nullptr;
+    if (kwnames != nullptr && PyTuple_GET_SIZE(kwnames) > 0) {
+        keywords = PyDict_New();
+        for (Py_ssize_t k = 0; keywords != nullptr && k < PyTuple_GET_SIZE(kwnames); ++k)
+            if (PyDict_SetItem(keywords, PyTuple_GET_ITEM(kwnames, k), args[nargs + k]) < 0) Py_CLEAR(keywords);
+        if (keywords == nullptr) {
+            Py_DECREF(positional);
+            return nullptr;
+        }
+    }
+    PyObject* result = PyType_Type.tp_call(type, positional, keywords);
+    Py_DECREF(positional);
+    Py_XDECREF(keywords);
+    return result;
+}
+
 void value_dealloc(PyObject* obj) {
     PyTypeObject* type = Py_TYPE(obj);
     ValueObject* self = as_value(obj);
     arena().release(self->id);
     Py_CLEAR(self->label);
-    if (type == value_type)
-        PyObject_Free(obj);
-    else
+    if (type != value_type)
         type->tp_free(obj);
+    else if (free_value_count < kFreeValuesMax)
+        free_values[free_value_count++] = obj;
+    else
+        PyObject_Free(obj);
     Py_DECREF(type);  // instances of heap types own a reference to their type
 }
 
 // ---- ops -------------------------------------------------------------------------------
 
+// What an operand of `a op b` is: 1 a Value, 0 a real number (stored in *number), 2 neither
+// (the op returns NotImplemented, so Python raises its usual TypeError), -1 an error is set.
+// Exact Values and floats, the common cases, are recognised before any general check.
+int classify_operand(PyObject* obj, double* number) {
+    if (Py_IS_TYPE(obj, value_type)) return 1;
+    if (PyFloat_CheckExact(obj)) {
+        *number = PyFloat_AS_DOUBLE(obj);
+        return 0;
+    }
+    if (is_value(obj)) return 1;
+    const int converted = to_double(obj, number);
+    return converted == 1 ? 0 : converted == 0 ? 2 : -1;
+}
+
 // `a op b` where either side may be a number: Python numbers become leaf nodes, as in
 // micrograd. Anything else returns NotImplemented, so Python raises its usual TypeError.
 PyObject* binary_op(Op op, PyObject* a, PyObject* b) {
-    const bool a_is_value = is_value(a), b_is_value = is_value(b);
     double a_number = 0.0, b_number = 0.0;
-    if (!a_is_value) {
-        int converted = to_double(a, &a_number);
-        if (converted <= 0) return converted < 0 ? nullptr : Py_NewRef(Py_NotImplemented);
-    }
-    if (!b_is_value) {
-        int converted = to_double(b, &b_number);
-        if (converted <= 0) return converted < 0 ? nullptr : Py_NewRef(Py_NotImplemented);
-    }
+    const int a_kind = classify_operand(a, &a_number);
+    if (a_kind < 0) return nullptr;
+    const int b_kind = a_kind == 2 ? 2 : classify_operand(b, &b_number);
+    if (b_kind < 0) return nullptr;
+    if (a_kind == 2 || b_kind == 2) return Py_NewRef(Py_NotImplemented);
     Arena& graph = arena();
     try {
         graph.maybe_compact(relocate);
-        NodeId lhs = a_is_value ? as_value(a)->id : graph.leaf(a_number);
-        NodeId rhs = b_is_value ? as_value(b)->id : graph.leaf(b_number);
+        NodeId lhs = a_kind == 1 ? as_value(a)->id : graph.leaf(a_number);
+        NodeId rhs = b_kind == 1 ? as_value(b)->id : graph.leaf(b_number);
         return wrap_new_node(graph.binary(op, lhs, rhs));
     } catch (const std::bad_alloc& error) {
         return raise_graph_full(error);
@@ -378,7 +434,43 @@ struct Operands {
     }
 };
 
+// Fast path of sum() and linear() for their common callers (nn, losses): a list or tuple
+// whose items are all exact Values, or floats where numbers are allowed. Checking those types
+// runs no Python code, so the ids can be read straight into the arena after one check pass.
+// Anything else takes the general path (Operands).
+PyObject** list_or_tuple_items(PyObject* items, Py_ssize_t* n) {
+    if (!PyList_CheckExact(items) && !PyTuple_CheckExact(items)) return nullptr;
+    *n = PySequence_Fast_GET_SIZE(items);
+    return PySequence_Fast_ITEMS(items);
+}
+
+bool fast_items(PyObject* const* items, Py_ssize_t n, bool numbers_allowed) {
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        if (Py_IS_TYPE(items[i], value_type)) continue;
+        if (numbers_allowed && PyFloat_CheckExact(items[i])) continue;
+        return false;
+    }
+    return true;
+}
+
+// The node of an item accepted by fast_items(): a Value's own, or a new leaf for a float.
+NodeId fast_item_id(Arena& graph, PyObject* item) {
+    return Py_IS_TYPE(item, value_type) ? as_value(item)->id : graph.leaf(PyFloat_AS_DOUBLE(item));
+}
+
 PyObject* module_sum(PyObject*, PyObject* values) {
+    Py_ssize_t n = 0;
+    PyObject** items = list_or_tuple_items(values, &n);
+    if (items != nullptr && fast_items(items, n, true)) {
+        Arena& graph = arena();
+        try {
+            graph.maybe_compact(relocate);
+            return wrap_new_node(
+                graph.sum(std::size_t(n), [&](std::size_t i) { return fast_item_id(graph, items[i]); }));
+        } catch (const std::bad_alloc& error) {
+            return raise_graph_full(error);
+        }
+    }
     Operands operands;
     if (!operands.load(values, "arenagrad.sum()", true)) return nullptr;
     Arena& graph = arena();
@@ -401,6 +493,21 @@ PyObject* module_linear(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         int converted = to_double(bias, &bias_number);
         if (converted < 0) return nullptr;
         if (converted == 0) return not_a_number("linear(): b", bias);
+    }
+    Py_ssize_t nw = 0, nx = 0;
+    PyObject** ws = list_or_tuple_items(args[1], &nw);
+    PyObject** xs = list_or_tuple_items(args[2], &nx);
+    if (ws != nullptr && xs != nullptr && nw == nx && fast_items(ws, nw, false) && fast_items(xs, nx, true)) {
+        Arena& graph = arena();
+        try {
+            graph.maybe_compact(relocate);
+            NodeId b = bias_is_value ? as_value(bias)->id : graph.leaf(bias_number);
+            return wrap_new_node(graph.linear(
+                b, std::size_t(nw), [&](std::size_t i) { return as_value(ws[i])->id; },
+                [&](std::size_t i) { return fast_item_id(graph, xs[i]); }));
+        } catch (const std::bad_alloc& error) {
+            return raise_graph_full(error);
+        }
     }
     Operands weights, inputs;
     if (!weights.load(args[1], "linear(): ws", false) || !inputs.load(args[2], "linear(): xs", true)) return nullptr;
@@ -515,6 +622,7 @@ int add_value_api(PyObject* module) {
         return -1;
     }
     value_type = reinterpret_cast<PyTypeObject*>(type);  // kept alive forever by this reference
+    value_type->tp_vectorcall = value_vectorcall;
     return PyModule_AddFunctions(module, module_functions);
 }
 
