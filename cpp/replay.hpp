@@ -109,8 +109,8 @@ AG_HOST_DEVICE inline void forward_sweep(const TapeView& t, const Lanes& x) {
 
 // ---- backward ------------------------------------------------------------------------
 
-// A part with no invariant operands (the invariant part itself) never calls its sink.
 // A sink takes, for a shared slot, per-lane contributions c (add) or a[l] * b[l] (add_products).
+// A part with no invariant operands (the invariant part itself) never calls its sink.
 struct NoSink {
     AG_HOST_DEVICE void add(std::uint32_t, const double*, unsigned) {}
     AG_HOST_DEVICE void add_products(std::uint32_t, const double*, const double*, unsigned) {}
@@ -153,7 +153,7 @@ AG_HOST_DEVICE inline void backward_node(const TapeView& t, const Lanes& x, Sink
         double cw[W], cx[W];
         for (std::uint32_t k = 1; k + 1 < t.b[i]; k += 2) {
             const Operand w = operand(x, ops[k]), v = operand(x, ops[k + 1]);
-            if (!w.lane && v.lane && ops[k] != ops[k + 1]) {  // the usual case, without scratch rows
+            if (!w.lane && v.lane) {  // the usual case (a weight, an activation), without scratch rows
                 sink.add_products(slot_of(ops[k]), v.p, g, x.n);
                 double* gv = x.grad + std::size_t(ops[k + 1]) * x.stride;
                 const double wk = w.p[0];
