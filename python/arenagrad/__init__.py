@@ -18,9 +18,9 @@ except ImportError as error:  # pragma: no cover - only without a build
 from . import losses, optim, schedules, viz  # the training kit
 from ._core import Value, arena_stats, get_num_threads, linear, set_num_threads, sum, zero_grad
 from .checkpoint import load, save
-from .gradient_check import gradcheck
 from .compile import Compiled, compile
 from .config import show_config
+from .gradient_check import gradcheck
 
 __all__ = [
     "Compiled",
