@@ -27,14 +27,20 @@ native = SimpleNamespace(
 REL = 1e-12
 
 
+# Below this, differences are underflow: a gradient through a parameter-only term is summed
+# over lanes before the chain rule multiplies it (c * sum(g) instead of sum(c * g)), and
+# subnormal products do not distribute.
+TINY = 1e-300
+
+
 def close(x: float, y: float, rel: float = REL, scale: float = 0.0) -> bool:
-    """Both nan, the same infinity, or |x - y| <= rel * max(|x|, |y|, scale)."""
+    """Both nan, the same infinity, or |x - y| <= rel * max(|x|, |y|, scale) (or <= TINY)."""
     x, y = float(x), float(y)
     if math.isnan(x) or math.isnan(y):
         return math.isnan(x) and math.isnan(y)
     if math.isinf(x) or math.isinf(y):
         return x == y
-    return abs(x - y) <= rel * max(abs(x), abs(y), scale)
+    return abs(x - y) <= max(rel * max(abs(x), abs(y), scale), TINY)
 
 
 def assert_close(x, y, what, rel=REL, scale=0.0):
