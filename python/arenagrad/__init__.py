@@ -7,7 +7,7 @@
 __version__ = "0.1.0"
 
 try:
-    from . import _core
+    from . import _core  # noqa: F401  (imported alone first, for the message below)
 except ImportError as error:  # pragma: no cover - only without a build
     raise ImportError(
         "arenagrad's native extension (arenagrad._core) is not built. Install the package with "

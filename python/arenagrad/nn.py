@@ -82,7 +82,7 @@ class MLP(Module):
         if len(x) != nin:
             raise ValueError(f"MLP expects {nin} inputs, got {len(x)}")
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x)  # type: ignore[assignment]  # a 1-output layer returns a Value
         return x
 
     def parameters(self) -> list[Value]:
