@@ -1,6 +1,6 @@
 """micrograd's README example, ported: only the import line changed.
 
-    python examples/readme_example.py
+Run: python examples/readme_example.py
 """
 
 from arenagrad import Value  # micrograd: from micrograd.engine import Value

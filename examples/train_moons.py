@@ -1,7 +1,7 @@
 """Train a small MLP on the moons dataset, micrograd style: build the loss from Values,
 backward, step by hand.
 
-    python examples/train_moons.py [--steps 50]
+Run: python examples/train_moons.py [--steps 50]
 """
 
 from __future__ import annotations
