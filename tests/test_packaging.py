@@ -17,9 +17,8 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 import arenagrad
+import pytest
 from arenagrad import _core
 
 # Modules other packages provide only when installed (extras, optional peers).
