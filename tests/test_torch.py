@@ -71,7 +71,8 @@ def test_expressions_match_torch(engine, name):
         # contributions of ~1e-1 into ~7e-8) can only agree to a few ulps of those terms.
         assert_same(got, want, f"{name}{xs}")
         for i, (g, w) in enumerate(zip(got_grads, want_grads, strict=True)):
-            assert math.isclose(g, w, rel_tol=1e-12, abs_tol=1e-14), f"{name}{xs} d/dx{i}: {g!r} != {w!r}"
+            message = f"{name}{xs} d/dx{i}: {g!r} != {w!r}"
+            assert math.isclose(g, w, rel_tol=1e-12, abs_tol=1e-14), message
 
 
 UNARY = ["relu", "tanh", "exp", "log", "sigmoid", "abs", "sqrt", "neg"]

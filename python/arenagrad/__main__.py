@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         # The benchmark has its own options: hand it the rest of the command line.
         from .benchmark import main as bench_main
 
-        return bench_main(argv[1:])
+        return int(bench_main(argv[1:]))
     parser = make_parser()
     args = parser.parse_args(argv)
     from .train_digits import MissingExtra

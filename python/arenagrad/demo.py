@@ -38,7 +38,9 @@ def loss(engine: ModuleType, model: Any, X: np.ndarray, y: np.ndarray) -> tuple[
     return total_loss, sum(accuracy) / len(accuracy)
 
 
-def train_step(engine: ModuleType, model: Any, X: np.ndarray, y: np.ndarray, k: int, steps: int):
+def train_step(
+    engine: ModuleType, model: Any, X: np.ndarray, y: np.ndarray, k: int, steps: int
+) -> tuple[float, float]:
     total_loss, acc = loss(engine, model, X, y)
     model.zero_grad()
     total_loss.backward()
@@ -103,7 +105,7 @@ def run(
     from .progress import progress
 
     engine = ModuleType("arenagrad_native")
-    engine.Value, engine.MLP, engine.sum = Value, native_nn.MLP, native_sum
+    engine.__dict__.update(Value=Value, MLP=native_nn.MLP, sum=native_sum)
 
     X, y = make_moons(n_samples=100, noise=0.1, seed=seed)
     model = build_model(engine, seed)
