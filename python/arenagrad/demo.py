@@ -17,13 +17,16 @@ import numpy as np
 
 from .datasets import make_moons
 
+# Any namespace with `Value`, `MLP` and `sum`: a module, or the benchmark's SimpleNamespace.
+Engine = Any
 
-def build_model(engine: ModuleType, seed: int) -> Any:
+
+def build_model(engine: Engine, seed: int) -> Any:
     random.seed(seed)  # micrograd's nn draws weights from Python's `random`
     return engine.MLP(2, [16, 16, 1])
 
 
-def loss(engine: ModuleType, model: Any, X: np.ndarray, y: np.ndarray) -> tuple[Any, float]:
+def loss(engine: Engine, model: Any, X: np.ndarray, y: np.ndarray) -> tuple[Any, float]:
     Value = engine.Value
     inputs = [list(map(Value, xrow)) for xrow in X.tolist()]
     scores = list(map(model, inputs))
@@ -39,7 +42,7 @@ def loss(engine: ModuleType, model: Any, X: np.ndarray, y: np.ndarray) -> tuple[
 
 
 def train_step(
-    engine: ModuleType, model: Any, X: np.ndarray, y: np.ndarray, k: int, steps: int
+    engine: Engine, model: Any, X: np.ndarray, y: np.ndarray, k: int, steps: int
 ) -> tuple[float, float]:
     total_loss, acc = loss(engine, model, X, y)
     model.zero_grad()
@@ -50,7 +53,7 @@ def train_step(
     return total_loss.data, acc
 
 
-def time_per_step(engine: ModuleType, seed: int, X: np.ndarray, y: np.ndarray, steps: int) -> float:
+def time_per_step(engine: Engine, seed: int, X: np.ndarray, y: np.ndarray, steps: int) -> float:
     """Median seconds per training step of a freshly seeded model."""
     model = build_model(engine, seed)
     times = []
