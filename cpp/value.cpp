@@ -363,6 +363,9 @@ PyObject* value_reduce(PyObject* self, PyObject*) {
 PyObject* value_setstate(PyObject* self, PyObject* state) {
     double grad;
     PyObject* label;
+    if (!PyTuple_Check(state))  // PyArg_ParseTuple would raise SystemError
+        return PyErr_Format(PyExc_TypeError, "__setstate__ expects a (grad, label) tuple, not '%.200s'",
+                            Py_TYPE(state)->tp_name);
     if (!PyArg_ParseTuple(state, "dO:__setstate__", &grad, &label)) return nullptr;
     if (set_label(as_value(self), label) < 0) return nullptr;
     arena().grad[as_value(self)->id] = grad;

@@ -120,3 +120,11 @@ def test_subclass_allocation_running_gc(ag):
     assert all(v.data == -1.0 for v in later)
     stats = ag.arena_stats()
     assert stats["live_values"] <= stats["nodes"]
+
+
+@pytest.mark.parametrize("state", [1, None, "x", [1.0, "a"]])
+def test_setstate_with_a_non_tuple_raises_type_error(ag, state):
+    # Found by fuzz/fuzz_api.py: was SystemError ("new style getargs format but argument
+    # is not a tuple").
+    with pytest.raises(TypeError, match="tuple"):
+        ag.Value(1.0).__setstate__(state)
