@@ -21,6 +21,7 @@ Usage:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import inspect
@@ -29,10 +30,9 @@ import pickle
 import sys
 import tempfile
 
-import atheris
-
 import arenagrad
 import arenagrad.reference as reference
+import atheris
 import numpy as np
 from arenagrad import _core
 
@@ -215,10 +215,8 @@ class Program:
                 getattr(n, name)
             except AttributeError:
                 assert name == "nope"
-            try:
+            with contextlib.suppress(AttributeError, TypeError):
                 delattr(n, name)
-            except (AttributeError, TypeError):
-                pass
             repr(n)
         elif action == 9:
             ns, rs = self.operand_list()
@@ -240,28 +238,22 @@ class Program:
                     raise AssertionError("linear() accepted a weight that is not a Value")
         elif action == 11:
             ns, rs = self.operand_list()
-            try:
+            with contextlib.suppress(TypeError):
                 arenagrad.zero_grad(ns)
-            except TypeError:
-                pass
         elif action == 12:  # a list that changes while it is read
             n, _ = self.value_pair()
             clearer = ListClearer()
             items = [n, clearer, n]
             clearer.target = items
-            try:
+            with contextlib.suppress(RuntimeError):
                 arenagrad.sum(items)
-            except RuntimeError:
-                pass
         elif action == 13:
             n, _ = self.value_pair()
             kind = fdp.ConsumeIntInRange(0, 2)
             clone = (copy.copy, copy.deepcopy, lambda v: pickle.loads(pickle.dumps(v)))[kind](n)
             assert clone.data == n.data or (math.isnan(clone.data) and math.isnan(n.data))
-            try:
+            with contextlib.suppress(TypeError, ValueError, OverflowError):
                 n.__setstate__(self.operand()[0])
-            except (TypeError, ValueError, OverflowError):
-                pass
         elif action == 14:
             gc.collect(fdp.ConsumeIntInRange(0, 2))
         elif action == 15:
@@ -282,7 +274,7 @@ def instrument() -> None:
     editable install's import hook; instrument_all() spends a minute on numpy.)"""
     owners = [reference, reference.Value, Program, sys.modules[__name__]]
     for owner in owners:
-        for name, attr in list(vars(owner).items()):
+        for attr in list(vars(owner).values()):
             if inspect.isfunction(attr) and attr.__module__ in (reference.__name__, __name__):
                 atheris.instrument_func(attr)
             elif isinstance(attr, property):
