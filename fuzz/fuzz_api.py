@@ -170,8 +170,6 @@ class Program:
         elif action == 1:  # Value(anything, label=anything)
             (n, r), (ln, lr) = self.operand(), self.operand()
             label = fdp.ConsumeBool()
-            if label and ln is None:  # known difference: only native takes label=None
-                ln, lr = "", ""
             self.both(
                 lambda: arenagrad.Value(n, ln) if label else arenagrad.Value(n),
                 lambda: reference.Value(r, lr) if label else reference.Value(r),
@@ -205,8 +203,6 @@ class Program:
         elif action == 7:  # attribute writes with anything
             (n, r), (xn, xr) = self.value_pair(), self.operand()
             name = fdp.PickValueInList(["data", "grad", "label"])
-            if name == "label" and xn is None:  # known difference: only native takes None
-                xn, xr = "", ""
             self.both(lambda: setattr(n, name, xn), lambda: setattr(r, name, xr))
         elif action == 8:
             n, r = self.value_pair()

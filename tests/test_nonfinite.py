@@ -121,3 +121,77 @@ def test_data_and_grad_accept_non_finite():
             v.data = x
             v.grad = x
             assert identical(v.data, x) and identical(v.grad, x)
+
+
+# ---- the training kit reports non-finite numbers instead of hiding them
+
+
+def _optimizers():
+    from arenagrad import optim
+
+    return {
+        "SGD": lambda ps: optim.SGD(ps, lr=0.1),
+        "SGD+momentum": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+        "Adam": lambda ps: optim.Adam(ps, lr=0.1),
+        "AdamW": lambda ps: optim.AdamW(ps, lr=0.1),
+    }
+
+
+@pytest.mark.parametrize("name", ["SGD", "SGD+momentum", "Adam", "AdamW"])
+def test_optimizers_report_non_finite_grads(name):
+    results = {}
+    for eng in ("native", "reference"):
+        ps = [get_engine(eng).Value(x) for x in (1.0, 2.0, 3.0, 4.0)]
+        for p, g in zip(ps, (NAN, INF, 1.0, -INF), strict=True):
+            p.grad = g
+        opt = _optimizers()[name](ps)
+        with pytest.warns(
+            RuntimeWarning, match=r"non-finite gradients in 3 parameter\(s\): 0, 1, 3"
+        ):
+            opt.step()
+        results[eng] = [p.data for p in ps]
+        # the finite parameter is updated normally; the others are not silently finite
+        assert math.isfinite(ps[2].data) and ps[2].data < 3.0
+        assert not any(math.isfinite(ps[i].data) for i in (0, 1, 3))
+    for n, r in zip(results["native"], results["reference"], strict=True):
+        assert identical(n, r)
+
+
+def test_optimizer_reports_an_update_that_overflows():
+    from arenagrad import optim
+
+    p = get_engine("native").Value(1e308)
+    p.grad = -1e308
+    with pytest.warns(RuntimeWarning, match="non-finite updated values in 1 parameter"):
+        optim.SGD([p], lr=10.0).step()
+    assert p.data == INF
+
+
+def test_optimizer_with_finite_grads_does_not_warn():
+    import warnings
+
+    from arenagrad import optim
+
+    ps = [get_engine("native").Value(x) for x in (1.0, -2.0)]
+    for p in ps:
+        p.grad = 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optim.Adam(ps, lr=0.1).step()
+
+
+@pytest.mark.parametrize(
+    "fn, x",
+    [
+        (lambda a: a * NAN, 1.0),  # nan gradient
+        (lambda a: a.sqrt(), 0.0),  # inf gradient
+        (lambda a: a.log(), -1.0),  # nan forward, finite backward
+        (lambda a: a.exp(), 1000.0),  # inf forward and gradient
+    ],
+)
+def test_gradcheck_reports_non_finite(fn, x):
+    import arenagrad
+    from arenagrad.gradient_check import GradcheckError
+
+    with pytest.raises(GradcheckError, match="input 0"):
+        arenagrad.gradcheck(fn, [x])
