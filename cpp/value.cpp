@@ -112,7 +112,7 @@ PyObject* value_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
             return raise_graph_full(error);
         }
         arena().adopt(self->id, self);
-        set_label(self, label);
+        if (label != nullptr) set_label(self, label);  // checked above: cannot fail
         return obj;
     }
     try {
