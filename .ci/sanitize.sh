@@ -29,6 +29,9 @@ echo "== building the sanitized extension (Debug, ASan + UBSan)"
 
 libasan="$(gcc -print-file-name=libasan.so)"
 [ -f "$libasan" ] || { echo "libasan.so not found (gcc -print-file-name=libasan.so)"; exit 1; }
+# libstdc++ too: python does not link it, and ASan resolves its __cxa_throw interceptor at
+# startup ("CHECK failed: real___cxa_throw != 0" on the first C++ exception otherwise).
+libstdcxx="$(gcc -print-file-name=libstdc++.so)"
 
 echo "== arena leak check (no Python; ASan + UBSan + LeakSanitizer)"
 g++ -std=c++17 -g -O1 -Wall -Wextra -Werror -ffp-contract=off \
@@ -41,7 +44,7 @@ echo "== test suite under ASan + UBSan"
 # Run from outside the source tree so `import arenagrad` finds the sanitized install.
 repo="$PWD"
 cd "$venv"
-LD_PRELOAD="$libasan" \
+LD_PRELOAD="$libasan $libstdcxx" \
 ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:strict_init_order=1:detect_stack_use_after_return=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 PYTHONMALLOC=malloc \
