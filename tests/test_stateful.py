@@ -12,6 +12,7 @@ arena returns to its starting size.
 import gc
 import math
 import operator
+import os
 
 import pytest
 from _support import assert_same, get_engine, needs_native
@@ -246,7 +247,8 @@ class LifetimeMachine(RuleBasedStateMachine):
 
 
 LifetimeMachine.TestCase.settings = settings(
-    max_examples=150,
+    # the sanitizer job (.ci/sanitize.sh) runs ~5x slower: fewer examples keep it in minutes
+    max_examples=50 if os.environ.get("ARENAGRAD_SANITIZED") else 150,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
