@@ -25,7 +25,8 @@ echo "== building the sanitized extension (Debug, ASan + UBSan)"
 "$venv/bin/python" -m pip install -q --no-build-isolation . \
   -Cbuild-dir=build/sanitize \
   -Ccmake.build-type=Debug \
-  -Ccmake.define.ARENAGRAD_SANITIZE=ON
+  -Ccmake.define.ARENAGRAD_SANITIZE=ON \
+  -Ccmake.define.ARENAGRAD_CUDA=OFF  # no device to run kernels on; saves the nvcc build
 
 libasan="$(gcc -print-file-name=libasan.so)"
 [ -f "$libasan" ] || { echo "libasan.so not found (gcc -print-file-name=libasan.so)"; exit 1; }

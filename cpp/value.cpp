@@ -39,7 +39,14 @@ PyObject* raise_graph_full(const std::bad_alloc& error) {
 // Memory of dead Values of the exact type, reused by the next new one: a training step
 // creates and drops tens of thousands of Values, and a pointer pop is cheaper than a trip
 // through obmalloc each way. Bounded, so a big graph's worth of handles is not kept.
+// Off in sanitizer builds, where recycled memory would hide a Value used after its free.
+#if defined(ARENAGRAD_SANITIZE)
+constexpr int kFreeValuesMax = 1;
+constexpr bool kRecycleValues = false;
+#else
 constexpr int kFreeValuesMax = 1024;
+constexpr bool kRecycleValues = true;
+#endif
 void* free_values[kFreeValuesMax];
 int free_value_count = 0;
 
@@ -172,7 +179,7 @@ void value_dealloc(PyObject* obj) {
     Py_CLEAR(self->label);
     if (type != value_type)
         type->tp_free(obj);
-    else if (free_value_count < kFreeValuesMax)
+    else if (kRecycleValues && free_value_count < kFreeValuesMax)
         free_values[free_value_count++] = obj;
     else
         PyObject_Free(obj);
