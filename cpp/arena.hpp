@@ -59,6 +59,13 @@ public:
     int compaction_blocked = 0;
 
     std::size_t size() const { return op.size(); }
+    std::size_t node_limit() const { return node_limit_; }
+    // Lowers the id limit (tests only: reaching the real one needs ~150 GB). Clamped to
+    // [1, kMaxNodes]; nodes already above a lowered limit stay valid.
+    void set_node_limit(std::size_t n) {
+        node_limit_ = std::min(std::max<std::size_t>(n, 1), kMaxNodes);
+        node_capacity_ = std::min(node_capacity(), node_limit_);
+    }
     std::size_t live_handles() const { return live_handles_; }
     std::size_t compactions() const { return compactions_; }
     std::size_t bytes_reserved() const {
@@ -286,7 +293,8 @@ private:
     std::size_t live_handles_ = 0;
     std::size_t compactions_ = 0;
     std::size_t compact_at_ = kMinCompactSize;
-    std::size_t node_capacity_ = 0;  // min of the node arrays' capacities, <= kMaxNodes
+    std::size_t node_capacity_ = 0;  // min of the node arrays' capacities and node_limit_
+    std::size_t node_limit_ = kMaxNodes;
 
     // Append a node. The hot path checks one cached capacity and stores; growing is out of
     // line. All arrays grow together, so a failed allocation leaves them consistent.
@@ -302,10 +310,10 @@ private:
         return NodeId(id);
     }
 
-    // node_capacity_ never exceeds kMaxNodes, so this is also where the id limit is enforced.
+    // node_capacity_ never exceeds node_limit_, so this is also where the id limit is enforced.
     void grow(std::size_t id) {
-        if (id >= kMaxNodes) throw ArenaFull();
-        const std::size_t cap = std::min(kMaxNodes, id < 1024 ? 1024 : id + id / 2);
+        if (id >= node_limit_) throw ArenaFull();
+        const std::size_t cap = std::min(node_limit_, id < 1024 ? 1024 : id + id / 2);
         try {
             op.reserve(cap);
             lhs.reserve(cap);
@@ -314,10 +322,10 @@ private:
             grad.reserve(cap);
             owner.reserve(cap);
         } catch (const std::bad_alloc&) {
-            node_capacity_ = node_capacity();
+            node_capacity_ = std::min(node_capacity(), node_limit_);
             throw ArenaFull();
         }
-        node_capacity_ = node_capacity();
+        node_capacity_ = std::min(node_capacity(), node_limit_);
     }
 
     NodeId push_nary(Op o, std::size_t offset, std::size_t count, double value) {
@@ -351,7 +359,7 @@ private:
         nary.shrink_if_sparse();
         scratch_.clear();
         scratch_.shrink_if_sparse();
-        node_capacity_ = node_capacity();
+        node_capacity_ = std::min(node_capacity(), node_limit_);
     }
 
     std::size_t node_capacity() const {

@@ -23,6 +23,9 @@ struct ValueObject {
 
 PyTypeObject* value_type = nullptr;
 
+// The id of a handle allocated but not yet attached to a node (never a real id: > kMaxNodes).
+constexpr NodeId kNoNode = 0xFFFFFFFFu;
+
 ValueObject* as_value(PyObject* obj) { return reinterpret_cast<ValueObject*>(obj); }
 
 void relocate(void* owner, NodeId new_id) { static_cast<ValueObject*>(owner)->id = new_id; }
@@ -36,23 +39,25 @@ PyObject* raise_graph_full(const std::bad_alloc& error) {
 // Memory of dead Values of the exact type, reused by the next new one: a training step
 // creates and drops tens of thousands of Values, and a pointer pop is cheaper than a trip
 // through obmalloc each way. Bounded, so a big graph's worth of handles is not kept.
+// Off in sanitizer builds, where recycled memory would hide a Value used after its free.
+#if defined(ARENAGRAD_SANITIZE)
+constexpr int kFreeValuesMax = 1;
+constexpr bool kRecycleValues = false;
+#else
 constexpr int kFreeValuesMax = 1024;
+constexpr bool kRecycleValues = true;
+#endif
 void* free_values[kFreeValuesMax];
 int free_value_count = 0;
 
-// A new Python handle for node `id`, which must have none.
-PyObject* new_handle(PyTypeObject* type, NodeId id) {
-    ValueObject* self;
-    if (type == value_type) {
-        // The exact type: skip tp_alloc's generic zeroing and bookkeeping (hot path).
-        void* memory = free_value_count > 0 ? free_values[--free_value_count] : PyObject_Malloc(sizeof(ValueObject));
-        if (memory == nullptr) return PyErr_NoMemory();
-        self = static_cast<ValueObject*>(memory);
-        PyObject_Init(reinterpret_cast<PyObject*>(self), type);
-    } else {
-        self = reinterpret_cast<ValueObject*>(type->tp_alloc(type, 0));
-        if (self == nullptr) return nullptr;
-    }
+// A new Python handle (of the exact Value type) for node `id`, which must have none.
+// Skips tp_alloc's generic zeroing and bookkeeping (hot path); this runs no Python code, so
+// it is safe between pushing a node and owning it.
+PyObject* new_handle(NodeId id) {
+    void* memory = free_value_count > 0 ? free_values[--free_value_count] : PyObject_Malloc(sizeof(ValueObject));
+    if (memory == nullptr) return PyErr_NoMemory();
+    ValueObject* self = static_cast<ValueObject*>(memory);
+    PyObject_Init(reinterpret_cast<PyObject*>(self), value_type);
     self->id = id;
     self->label = nullptr;
     arena().adopt(id, self);
@@ -61,7 +66,7 @@ PyObject* new_handle(PyTypeObject* type, NodeId id) {
 
 // Wraps a node just pushed on top of the arena (drops it again if wrapping fails).
 PyObject* wrap_new_node(NodeId id) {
-    PyObject* obj = new_handle(value_type, id);
+    PyObject* obj = new_handle(id);
     if (obj == nullptr) arena().truncate_dead_top();
     return obj;
 }
@@ -98,9 +103,28 @@ PyObject* value_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     if (converted == 0) return not_a_number("Value data", data);
     if (label != nullptr && !PyUnicode_Check(label))
         return PyErr_Format(PyExc_TypeError, "Value label must be a str, not '%.200s'", Py_TYPE(label)->tp_name);
+    if (type != value_type) {
+        // A subclass's tp_alloc may run the garbage collector, i.e. arbitrary Python code that
+        // builds and drops Values; a leaf pushed before it would be unowned and could be
+        // truncated or compacted away. So allocate first, then push.
+        PyObject* obj = type->tp_alloc(type, 0);
+        if (obj == nullptr) return nullptr;
+        ValueObject* self = as_value(obj);
+        self->id = kNoNode;
+        self->label = nullptr;
+        try {
+            self->id = arena().leaf(x);
+        } catch (const std::bad_alloc& error) {
+            Py_DECREF(obj);
+            return raise_graph_full(error);
+        }
+        arena().adopt(self->id, self);
+        if (label != nullptr) set_label(self, label);  // checked above: cannot fail
+        return obj;
+    }
     try {
         NodeId id = arena().leaf(x);
-        PyObject* obj = new_handle(type, id);
+        PyObject* obj = new_handle(id);
         if (obj == nullptr) {
             arena().truncate_dead_top();
             return nullptr;
@@ -151,11 +175,11 @@ PyObject* value_vectorcall(PyObject* type, PyObject* const* args, std::size_t na
 void value_dealloc(PyObject* obj) {
     PyTypeObject* type = Py_TYPE(obj);
     ValueObject* self = as_value(obj);
-    arena().release(self->id);
+    if (self->id != kNoNode) arena().release(self->id);
     Py_CLEAR(self->label);
     if (type != value_type)
         type->tp_free(obj);
-    else if (free_value_count < kFreeValuesMax)
+    else if (kRecycleValues && free_value_count < kFreeValuesMax)
         free_values[free_value_count++] = obj;
     else
         PyObject_Free(obj);
@@ -244,7 +268,11 @@ PyObject* value_abs_method(PyObject* self, PyObject*) { return unary_op(Op::Abs,
 PyObject* value_sqrt(PyObject* self, PyObject*) { return unary_op(Op::Sqrt, self); }
 
 PyObject* value_backward(PyObject* self, PyObject*) {
-    arena().backward(as_value(self)->id);
+    try {
+        arena().backward(as_value(self)->id);  // allocates one flag per node
+    } catch (const std::bad_alloc&) {
+        return PyErr_NoMemory();
+    }
     Py_RETURN_NONE;
 }
 
@@ -342,6 +370,9 @@ PyObject* value_reduce(PyObject* self, PyObject*) {
 PyObject* value_setstate(PyObject* self, PyObject* state) {
     double grad;
     PyObject* label;
+    if (!PyTuple_Check(state))  // PyArg_ParseTuple would raise SystemError
+        return PyErr_Format(PyExc_TypeError, "__setstate__ expects a (grad, label) tuple, not '%.200s'",
+                            Py_TYPE(state)->tp_name);
     if (!PyArg_ParseTuple(state, "dO:__setstate__", &grad, &label)) return nullptr;
     if (set_label(as_value(self), label) < 0) return nullptr;
     arena().grad[as_value(self)->id] = grad;
@@ -408,21 +439,34 @@ struct Operands {
         numbers.assign(std::size_t(n), 0.0);
         is_number.assign(std::size_t(n), 0);
         for (Py_ssize_t i = 0; i < n; ++i) {
+            // A __float__ below may have shrunk the list (see unchanged()).
+            if (PySequence_Fast_GET_SIZE(sequence) != n) return unchanged(what);
             PyObject* item = PySequence_Fast_GET_ITEM(sequence, i);
             if (is_value(item)) continue;
+            Py_INCREF(item);  // its __float__ may drop it from the list
             int converted = numbers_allowed ? to_double(item, &numbers[std::size_t(i)]) : 0;
-            if (converted < 0) return false;
-            if (converted == 0) {
+            if (converted == 0)
                 PyErr_Format(PyExc_TypeError, "%s: item %zd must be a Value%s, not '%.200s'", what, i,
                              numbers_allowed ? " or a real number" : "", Py_TYPE(item)->tp_name);
-                return false;
-            }
+            Py_DECREF(item);
+            if (converted <= 0) return false;
             is_number[std::size_t(i)] = 1;
         }
         return true;
     }
 
     std::size_t size() const { return numbers.size(); }
+
+    // Converting a number may run Python code that changes a list being read (for a list,
+    // PySequence_Fast returns the caller's list itself): check, before reading any node id,
+    // that every item checked as a Value still is one.
+    bool unchanged(const char* what) const {
+        bool same = PySequence_Fast_GET_SIZE(sequence) == Py_ssize_t(size());
+        for (std::size_t i = 0; same && i < size(); ++i)
+            same = is_number[i] || is_value(PySequence_Fast_GET_ITEM(sequence, Py_ssize_t(i)));
+        if (!same) PyErr_Format(PyExc_RuntimeError, "%s: the sequence changed while it was read", what);
+        return same;
+    }
 
     // Node ids of all items, pushing a leaf per number. Call after maybe_compact().
     void resolve(Arena& graph, std::vector<NodeId>& ids) const {
@@ -472,7 +516,7 @@ PyObject* module_sum(PyObject*, PyObject* values) {
         }
     }
     Operands operands;
-    if (!operands.load(values, "arenagrad.sum()", true)) return nullptr;
+    if (!operands.load(values, "arenagrad.sum()", true) || !operands.unchanged("arenagrad.sum()")) return nullptr;
     Arena& graph = arena();
     try {
         graph.maybe_compact(relocate);
@@ -511,6 +555,7 @@ PyObject* module_linear(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     }
     Operands weights, inputs;
     if (!weights.load(args[1], "linear(): ws", false) || !inputs.load(args[2], "linear(): xs", true)) return nullptr;
+    if (!weights.unchanged("linear(): ws") || !inputs.unchanged("linear(): xs")) return nullptr;
     if (weights.size() != inputs.size())
         return PyErr_Format(PyExc_ValueError, "linear(): got %zu weights but %zu inputs", weights.size(),
                             inputs.size());
@@ -548,9 +593,26 @@ PyObject* module_compact(PyObject*, PyObject*) {
     Arena& graph = arena();
     if (graph.compaction_blocked == 0) {
         graph.truncate_dead_top();
-        graph.compact(relocate);
+        try {
+            graph.compact(relocate);  // allocates; fails before moving anything
+        } catch (const std::bad_alloc&) {
+            return PyErr_NoMemory();
+        }
     }
     Py_RETURN_NONE;
+}
+
+// Test hook: the real id limit (2**32 nodes) needs ~150 GB to reach, so tests lower it.
+PyObject* module_set_node_limit(PyObject*, PyObject* limit) {
+    if (!PyLong_Check(limit)) return PyErr_Format(PyExc_TypeError, "_set_node_limit(): n must be an int");
+    const long long n = PyLong_AsLongLong(limit);
+    if (n == -1 && PyErr_Occurred()) return nullptr;
+    if (n < 1 || static_cast<unsigned long long>(n) > kMaxNodes)
+        return PyErr_Format(PyExc_ValueError, "_set_node_limit(): n must be in [1, %zu], got %lld", kMaxNodes, n);
+    Arena& graph = arena();
+    const std::size_t previous = graph.node_limit();
+    graph.set_node_limit(std::size_t(n));
+    return PyLong_FromSize_t(previous);
 }
 
 PyMethodDef module_functions[] = {
@@ -563,6 +625,8 @@ PyMethodDef module_functions[] = {
      "arena_stats() -> dict\n\nNodes in the arena, live Value handles, reserved bytes, compactions so far."},
     {"compact", module_compact, METH_NOARGS,
      "compact() -> None\n\nDrop every node no live Value needs now (normally automatic)."},
+    {"_set_node_limit", module_set_node_limit, METH_O,
+     "_set_node_limit(n) -> int\n\nTests only: cap the arena at n nodes; returns the previous cap."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -577,7 +641,7 @@ NodeId value_node(PyObject* obj) { return as_value(obj)->id; }
 PyObject* handle_of(NodeId id) {
     void* existing = arena().owner[id];
     if (existing != nullptr) return Py_NewRef(static_cast<PyObject*>(existing));
-    return new_handle(value_type, id);
+    return new_handle(id);
 }
 
 void relocate_handle(void* owner, NodeId new_id) { relocate(owner, new_id); }

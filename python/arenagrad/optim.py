@@ -36,6 +36,19 @@ def _number(value: Any, name: str, low: float = 0.0) -> float:
     return number
 
 
+def _warn_nonfinite(where: str, what: str, values: np.ndarray) -> bool:
+    """Warns (naming the parameter indices) if any value is nan or infinite."""
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        shown = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        warnings.warn(
+            f"{where}: non-finite {what} in {len(bad)} parameter(s): {shown}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return bool(len(bad))
+
+
 class Optimizer:
     """Base class: holds the parameters as one vector and the per-parameter state arrays.
 
@@ -57,9 +70,20 @@ class Optimizer:
         self.params.zero_grad()
 
     def step(self) -> None:
-        """Apply one update to every parameter from its current `.grad`."""
+        """Apply one update to every parameter from its current `.grad`.
+
+        Non-finite values are applied as they are (as torch.optim does: nan/inf grads make
+        nan/inf parameters), but never silently: a RuntimeWarning names the parameters whose
+        grad, or whose updated value, is nan or infinite.
+        """
         self.state["step"] += 1
-        self.params.set_data(self.update(self.params.data(), self.params.grad()))
+        grad = self.params.grad()
+        with np.errstate(all="ignore"):  # reported below, once and by parameter
+            data = self.update(self.params.data(), grad)
+        self.params.set_data(data)
+        where = f"{type(self).__name__}.step()"
+        if not _warn_nonfinite(where, "gradients", grad):
+            _warn_nonfinite(where, "updated values", data)  # e.g. an overflow
 
     def update(self, data: np.ndarray, grad: np.ndarray) -> np.ndarray:
         raise NotImplementedError
