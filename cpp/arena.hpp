@@ -149,38 +149,70 @@ public:
         std::uint8_t* reached = scratch_.data();
         reached[root] = 1;
         grad[root] = 1.0;
+        double* const grads = grad.data();
+        const double* const values = data.data();
         for (std::size_t i = std::size_t(root) + 1; i-- > 0;) {
             if (!reached[i]) continue;
-            const Op o = op[i];
-            if (o == Op::Leaf) continue;
-            const double g = grad[i];
-            if (o == Op::Linear) {
-                const NodeId* operands = nary.data() + lhs[i];
-                const std::size_t n = (rhs[i] - 1) / 2;
-                grad[operands[0]] += 1.0 * g;
-                reached[operands[0]] = 1;
-                for (std::size_t k = 0; k < n; ++k) {
-                    const NodeId w = operands[1 + 2 * k], x = operands[2 + 2 * k];
-                    grad[w] += data[x] * g;
-                    grad[x] += data[w] * g;
-                    reached[w] = 1;
-                    reached[x] = 1;
+            const double g = grads[i];
+            const NodeId a = lhs[i], b = rhs[i];
+            // The commonest ops are spelled out here (same arithmetic as derivatives():
+            // 1.0 * g == g and -1.0 * g == -g exactly), which halves the work per node of
+            // the generic path; every other op goes through the shared table.
+            switch (op[i]) {
+                case Op::Leaf:
+                    break;
+                case Op::Add:
+                    grads[a] += g;
+                    grads[b] += g;
+                    reached[a] = reached[b] = 1;
+                    break;
+                case Op::Sub:
+                    grads[a] += g;
+                    grads[b] += -g;
+                    reached[a] = reached[b] = 1;
+                    break;
+                case Op::Mul: {
+                    const double x = values[a], y = values[b];
+                    grads[a] += y * g;
+                    grads[b] += x * g;
+                    reached[a] = reached[b] = 1;
+                    break;
                 }
-            } else if (o == Op::Sum) {
-                const NodeId* operands = nary.data() + lhs[i];
-                for (std::size_t k = 0; k < rhs[i]; ++k) {
-                    grad[operands[k]] += 1.0 * g;
-                    reached[operands[k]] = 1;
+                case Op::Relu:
+                    grads[a] += (values[i] > 0 ? 1.0 : 0.0) * g;
+                    reached[a] = 1;
+                    break;
+                case Op::Linear: {
+                    const NodeId* operands = nary.data() + a;
+                    const std::size_t n = (b - 1) / 2;
+                    grads[operands[0]] += g;
+                    reached[operands[0]] = 1;
+                    for (std::size_t k = 0; k < n; ++k) {
+                        const NodeId w = operands[1 + 2 * k], x = operands[2 + 2 * k];
+                        grads[w] += values[x] * g;
+                        grads[x] += values[w] * g;
+                        reached[w] = reached[x] = 1;
+                    }
+                    break;
                 }
-            } else {
-                const NodeId a = lhs[i], b = rhs[i];
-                double da, db;
-                derivatives(o, data[a], data[b], data[i], da, db);
-                grad[a] += da * g;
-                reached[a] = 1;
-                if (is_binary(o)) {
-                    grad[b] += db * g;
-                    reached[b] = 1;
+                case Op::Sum: {
+                    const NodeId* operands = nary.data() + a;
+                    for (std::size_t k = 0; k < b; ++k) {
+                        grads[operands[k]] += g;
+                        reached[operands[k]] = 1;
+                    }
+                    break;
+                }
+                default: {
+                    const Op o = op[i];
+                    double da, db;
+                    derivatives(o, values[a], values[b], values[i], da, db);
+                    grads[a] += da * g;
+                    reached[a] = 1;
+                    if (is_binary(o)) {
+                        grads[b] += db * g;
+                        reached[b] = 1;
+                    }
                 }
             }
         }
