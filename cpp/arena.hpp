@@ -145,74 +145,70 @@ public:
     // micrograd's backward: root.grad = 1, then each node reachable from the root adds
     // local_derivative * its grad into its operands, in reverse topological order.
     void backward(NodeId root) {
-        scratch_.assign(std::size_t(root) + 1, 0);  // reached[i]: is node i reachable?
-        std::uint8_t* reached = scratch_.data();
-        reached[root] = 1;
+        scratch_.assign(std::size_t(root) + 1, Mark::No);  // reached[i]: is node i reachable?
+        Mark* const reached = scratch_.data();
+        reached[root] = Mark::Yes;
         grad[root] = 1.0;
-        double* const grads = grad.data();
+        // Raw pointers in locals: the compiler then knows no store in the loop moves them, so
+        // it keeps them in registers instead of reloading the arrays' members at every node.
+        const Op* const ops = op.data();
+        const NodeId* const first = lhs.data();
+        const NodeId* const second = rhs.data();
+        const NodeId* const operand_lists = nary.data();
         const double* const values = data.data();
+        double* const grads = grad.data();
         for (std::size_t i = std::size_t(root) + 1; i-- > 0;) {
-            if (!reached[i]) continue;
+            const Op o = ops[i];
+            if (o == Op::Leaf || reached[i] == Mark::No) continue;
             const double g = grads[i];
-            const NodeId a = lhs[i], b = rhs[i];
+            const NodeId a = first[i], b = second[i];
             // The commonest ops are spelled out here (same arithmetic as derivatives():
             // 1.0 * g == g and -1.0 * g == -g exactly), which halves the work per node of
-            // the generic path; every other op goes through the shared table.
-            switch (op[i]) {
-                case Op::Leaf:
-                    break;
-                case Op::Add:
-                    grads[a] += g;
-                    grads[b] += g;
-                    reached[a] = reached[b] = 1;
-                    break;
-                case Op::Sub:
-                    grads[a] += g;
-                    grads[b] += -g;
-                    reached[a] = reached[b] = 1;
-                    break;
-                case Op::Mul: {
-                    const double x = values[a], y = values[b];
-                    grads[a] += y * g;
-                    grads[b] += x * g;
-                    reached[a] = reached[b] = 1;
-                    break;
+            // the generic path; every other op goes through the shared table. An if-chain in
+            // order of frequency, not a switch: a switch compiles to one indirect jump through
+            // a table, which the CPU predicts worse than these branches (~1 ns per node
+            // measured on the benchmark graph).
+            if (o == Op::Add) {
+                grads[a] += g;
+                grads[b] += g;
+                reached[a] = reached[b] = Mark::Yes;
+            } else if (o == Op::Mul) {
+                const double x = values[a], y = values[b];
+                grads[a] += y * g;
+                grads[b] += x * g;
+                reached[a] = reached[b] = Mark::Yes;
+            } else if (o == Op::Linear) {
+                const NodeId* operands = operand_lists + a;
+                const std::size_t n = (b - 1) / 2;
+                grads[operands[0]] += g;
+                reached[operands[0]] = Mark::Yes;
+                for (std::size_t k = 0; k < n; ++k) {
+                    const NodeId w = operands[1 + 2 * k], x = operands[2 + 2 * k];
+                    grads[w] += values[x] * g;
+                    grads[x] += values[w] * g;
+                    reached[w] = reached[x] = Mark::Yes;
                 }
-                case Op::Relu:
-                    grads[a] += (values[i] > 0 ? 1.0 : 0.0) * g;
-                    reached[a] = 1;
-                    break;
-                case Op::Linear: {
-                    const NodeId* operands = nary.data() + a;
-                    const std::size_t n = (b - 1) / 2;
-                    grads[operands[0]] += g;
-                    reached[operands[0]] = 1;
-                    for (std::size_t k = 0; k < n; ++k) {
-                        const NodeId w = operands[1 + 2 * k], x = operands[2 + 2 * k];
-                        grads[w] += values[x] * g;
-                        grads[x] += values[w] * g;
-                        reached[w] = reached[x] = 1;
-                    }
-                    break;
+            } else if (o == Op::Relu) {
+                grads[a] += (values[i] > 0 ? 1.0 : 0.0) * g;
+                reached[a] = Mark::Yes;
+            } else if (o == Op::Sum) {
+                const NodeId* operands = operand_lists + a;
+                for (std::size_t k = 0; k < b; ++k) {
+                    grads[operands[k]] += g;
+                    reached[operands[k]] = Mark::Yes;
                 }
-                case Op::Sum: {
-                    const NodeId* operands = nary.data() + a;
-                    for (std::size_t k = 0; k < b; ++k) {
-                        grads[operands[k]] += g;
-                        reached[operands[k]] = 1;
-                    }
-                    break;
-                }
-                default: {
-                    const Op o = op[i];
-                    double da, db;
-                    derivatives(o, values[a], values[b], values[i], da, db);
-                    grads[a] += da * g;
-                    reached[a] = 1;
-                    if (is_binary(o)) {
-                        grads[b] += db * g;
-                        reached[b] = 1;
-                    }
+            } else if (o == Op::Sub) {
+                grads[a] += g;
+                grads[b] += -g;
+                reached[a] = reached[b] = Mark::Yes;
+            } else {
+                double da, db;
+                derivatives(o, values[a], values[b], values[i], da, db);
+                grads[a] += da * g;
+                reached[a] = Mark::Yes;
+                if (is_binary(o)) {
+                    grads[b] += db * g;
+                    reached[b] = Mark::Yes;
                 }
             }
         }
@@ -271,17 +267,17 @@ public:
     // Slide every needed node down over the dead ones, keeping creation order.
     void compact(Relocate relocate) {
         const std::size_t n = size();
-        scratch_.assign(n, 0);  // keep[i]
-        std::uint8_t* keep = scratch_.data();
+        scratch_.assign(n, Mark::No);  // keep[i]
+        Mark* keep = scratch_.data();
         for (std::size_t i = n; i-- > 0;) {
-            if (owner[i] != nullptr) keep[i] = 1;
-            if (!keep[i]) continue;
+            if (owner[i] != nullptr) keep[i] = Mark::Yes;
+            if (keep[i] == Mark::No) continue;
             const Op o = op[i];
             if (is_nary(o)) {
-                for (std::size_t k = 0; k < rhs[i]; ++k) keep[nary[lhs[i] + k]] = 1;
+                for (std::size_t k = 0; k < rhs[i]; ++k) keep[nary[lhs[i] + k]] = Mark::Yes;
             } else if (o != Op::Leaf) {
-                keep[lhs[i]] = 1;
-                keep[rhs[i]] = 1;  // also PowConst's exponent leaf
+                keep[lhs[i]] = Mark::Yes;
+                keep[rhs[i]] = Mark::Yes;  // also PowConst's exponent leaf
             }
         }
         // A node's new id is the number of kept nodes below it. Every operand has a smaller
@@ -290,7 +286,7 @@ public:
         new_id.resize(n);
         std::size_t next = 0, nary_next = 0;
         for (std::size_t i = 0; i < n; ++i) {
-            if (!keep[i]) continue;
+            if (keep[i] == Mark::No) continue;
             new_id[i] = NodeId(next);
             const Op o = op[i];
             op[next] = o;
@@ -321,7 +317,10 @@ public:
 private:
     static constexpr std::size_t kMinCompactSize = std::size_t(1) << 16;
 
-    PodArray<std::uint8_t> scratch_;  // reached/keep flags, reused between sweeps
+    // A flag per node. An enum, not a char type: stores through char pointers may alias any
+    // object, which would make the compiler reload every array pointer after each flag store.
+    enum class Mark : std::uint8_t { No, Yes };
+    PodArray<Mark> scratch_;  // reached/keep flags, reused between sweeps
     std::size_t live_handles_ = 0;
     std::size_t compactions_ = 0;
     std::size_t compact_at_ = kMinCompactSize;
