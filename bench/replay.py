@@ -227,34 +227,62 @@ def micrograd_engine() -> ModuleType:
 # ---------------------------------------------------------------------------- throughput
 
 
-def ns_per_node_lane(B: int, threads: int, min_time: float = 0.2) -> dict[str, float]:
+def ns_per_node_lane(
+    B: int, thread_counts: tuple[int, ...] = (1, 2), min_time: float = 0.2, repeats: int = 15
+) -> dict[int, dict[str, float]]:
     """Replay of the demo's per-sample loss over B random lanes: ns per (lane node x lane)
-    for forward alone and for forward+backward."""
+    for forward alone and for forward+backward, for each thread count.
+
+    The thread counts take turns within every repeat (medians over the repeats): on a shared
+    2-core machine the load drifts over seconds, and timing all of one count before the other
+    turned that drift into a speedup or slowdown of its own."""
     model = demo_model()
-    compiled = CompiledDemo(model)
-    f = compiled.per_sample
+    f = CompiledDemo(model).per_sample
     rng = np.random.default_rng(0)
     Xy = np.column_stack([rng.normal(size=(B, 2)), rng.choice([-1.0, 1.0], size=B)])
     seed = np.ones(B)
+
+    def forward() -> None:
+        f.forward(Xy)
+
+    def both() -> None:
+        f.forward(Xy)
+        f.backward(seed)
+
     saved = arenagrad.get_num_threads()
-    arenagrad.set_num_threads(threads)
+    times: dict[tuple[int, str], list[float]] = {}
     try:
-        forward = seconds_per_call(lambda: f.forward(Xy), min_time)
-
-        def both() -> None:
-            f.forward(Xy)
-            f.backward(seed)
-
-        both_time = seconds_per_call(both, min_time)
+        calls = {}  # per sweep kind: calls filling min_time / repeats with one thread
+        for kind, fn in (("forward", forward), ("forward+backward", both)):
+            arenagrad.set_num_threads(1)
+            fn()
+            start = time.perf_counter()
+            fn()
+            calls[kind] = max(1, int(min_time / repeats / max(time.perf_counter() - start, 1e-7)))
+        for _ in range(repeats):
+            for threads in thread_counts:
+                arenagrad.set_num_threads(threads)
+                for kind, fn in (("forward", forward), ("forward+backward", both)):
+                    fn()  # warm: threads started, buffers sized
+                    start = time.perf_counter()
+                    for _ in range(calls[kind]):
+                        fn()
+                    elapsed = (time.perf_counter() - start) / calls[kind]
+                    times.setdefault((threads, kind), []).append(elapsed)
     finally:
         arenagrad.set_num_threads(saved)
     scale = 1e9 / (f.n_lane_nodes * B)
     unfused = 1e9 / (micrograd_ops_per_lane(model) * B)
-    return {
-        "forward": forward * scale,
-        "forward+backward": both_time * scale,
-        "forward+backward per micrograd op": both_time * unfused,
-    }
+    result = {}
+    for threads in thread_counts:
+        fwd = float(np.median(times[threads, "forward"]))
+        fb = float(np.median(times[threads, "forward+backward"]))
+        result[threads] = {
+            "forward": fwd * scale,
+            "forward+backward": fb * scale,
+            "forward+backward per micrograd op": fb * unfused,
+        }
+    return result
 
 
 def micrograd_ops_per_lane(model: MLP) -> int:
@@ -288,8 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     speedups = {}
     for B in (1, 64, 1024, 16384):
         per_thread = {}
-        for threads in (1, 2):
-            r = ns_per_node_lane(B, threads, min_time)
+        for threads, r in ns_per_node_lane(B, (1, 2), min_time).items():
             per_thread[threads] = r["forward+backward"]
             print(
                 f"| {B} | {threads} | {r['forward']:.3f} | {r['forward+backward']:.3f} "
