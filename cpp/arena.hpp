@@ -149,8 +149,8 @@ public:
         Mark* const reached = scratch_.data();
         reached[root] = Mark::Yes;
         grad[root] = 1.0;
-        // Raw pointers in locals: the compiler then knows no store in the loop moves them, so
-        // it keeps them in registers instead of reloading the arrays' members at every node.
+        // Raw pointers in locals: a flag store is a byte store, which C++ lets alias any object,
+        // so with members the compiler would reload every array's pointer at every node.
         const Op* const ops = op.data();
         const NodeId* const first = lhs.data();
         const NodeId* const second = rhs.data();
@@ -317,9 +317,7 @@ public:
 private:
     static constexpr std::size_t kMinCompactSize = std::size_t(1) << 16;
 
-    // A flag per node. An enum, not a char type: stores through char pointers may alias any
-    // object, which would make the compiler reload every array pointer after each flag store.
-    enum class Mark : std::uint8_t { No, Yes };
+    enum class Mark : std::uint8_t { No, Yes };  // a flag per node
     PodArray<Mark> scratch_;  // reached/keep flags, reused between sweeps
     std::size_t live_handles_ = 0;
     std::size_t compactions_ = 0;

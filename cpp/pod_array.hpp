@@ -5,6 +5,7 @@
 // large block remaps pages instead of copying, so the arena's peak stays close to its size.
 #pragma once
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -54,7 +55,7 @@ public:
     }
     void assign(std::size_t n, const T& value) {
         resize(n);
-        for (std::size_t i = 0; i < n; ++i) data_[i] = value;
+        std::fill_n(data_, n, value);  // a memset for byte-sized T
     }
     void clear() { size_ = 0; }
     void truncate(std::size_t n) {  // n <= size(): drop the tail, keep the memory
