@@ -48,7 +48,7 @@ def run_main(capsys, *args):
     return status, out.out, out.err
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["train"], ["train", "digits"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["train"], ["train", "digits"], ["bench"]])
 def test_help(capsys, command):
     status, out, _ = run_main(capsys, *command, "--help")
     assert status == 0
@@ -69,6 +69,10 @@ BAD_ARGUMENTS = [
     ["train", "digits", "--epochs", "-2"],
     ["train", "digits", "--lr", "0"],
     ["train", "digits", "--batch-size", "x"],
+    ["bench", "--bogus"],
+    ["bench", "--budget", "x"],
+    ["bench", "--budget", "0"],
+    ["bench", "--seed", "-1"],
 ]
 
 

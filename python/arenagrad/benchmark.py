@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-SEED = 1337
+SEED = 1337  # the default seed: micrograd's demo notebook uses it
 ALPHA = 1e-4  # the demo's L2 weight
 
 
@@ -44,7 +44,8 @@ ALPHA = 1e-4  # the demo's L2 weight
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big each workload is and how long each child may measure."""
+    """How big each workload is, how long each child may measure, and the seed of the demo
+    workloads' data and initial weights."""
 
     samples: int = 100  # moons samples per demo step
     wide_samples: int = 100  # the same for the width-64 model
@@ -56,6 +57,7 @@ class Sizes:
     min_repeats: int = 3
     max_repeats: int = 25
     child_timeout_s: float = 600.0
+    seed: int = SEED
 
 
 FULL = Sizes()
@@ -276,10 +278,11 @@ def workload_expr(engine: SimpleNamespace, sizes: Sizes) -> dict[str, Any]:
     return {"values": repeat(batch, sizes), "check": check}
 
 
-def demo_data(samples: int) -> tuple[Any, Any]:
+def demo_data(sizes: Sizes, width: int) -> tuple[Any, Any]:
     from .datasets import make_moons
 
-    return make_moons(n_samples=samples, noise=0.1, seed=SEED)
+    samples = sizes.samples if width <= 16 else sizes.wide_samples
+    return make_moons(n_samples=samples, noise=0.1, seed=sizes.seed)
 
 
 def scalar_demo_step(engine: SimpleNamespace, width: int, sizes: Sizes) -> dict[str, Any]:
@@ -287,8 +290,8 @@ def scalar_demo_step(engine: SimpleNamespace, width: int, sizes: Sizes) -> dict[
     micrograd-like engine."""
     from . import demo
 
-    X, y = demo_data(sizes.samples if width <= 16 else sizes.wide_samples)
-    random.seed(SEED)
+    X, y = demo_data(sizes, width)
+    random.seed(sizes.seed)
     model = engine.MLP(2, [width, width, 1])
     k = 0
 
@@ -307,8 +310,8 @@ def scalar_demo_step(engine: SimpleNamespace, width: int, sizes: Sizes) -> dict[
 
 def torch_demo_step(ns: SimpleNamespace, width: int, sizes: Sizes) -> dict[str, Any]:
     torch = ns.torch
-    X, y = demo_data(sizes.samples if width <= 16 else sizes.wide_samples)
-    torch.manual_seed(SEED)
+    X, y = demo_data(sizes, width)
+    torch.manual_seed(sizes.seed)
     model = torch.nn.Sequential(
         torch.nn.Linear(2, width),
         torch.nn.ReLU(),
@@ -348,9 +351,9 @@ def replay_demo_step(ns: SimpleNamespace, width: int, sizes: Sizes) -> dict[str,
     arenagrad = ns.arenagrad
     from .nn import MLP
 
-    X, y = demo_data(sizes.samples if width <= 16 else sizes.wide_samples)
+    X, y = demo_data(sizes, width)
     Xy = np.column_stack([X, y])
-    random.seed(SEED)
+    random.seed(sizes.seed)
     model = MLP(2, [width, width, 1])
     params = model.parameters()
     per_sample = arenagrad.compile(lambda x0, x1, yi: (1 + -yi * model([x0, x1])).relu(), 3)
@@ -682,10 +685,20 @@ def plot(
 # ------------------------------------------------------------------------------ main
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="arenagrad bench", description="Compare arenagrad's speed with its peers."
-    )
+    from .__main__ import Parser, non_negative_int  # the CLI's one-line errors
+
+    parser = Parser(prog="arenagrad bench", description="Compare arenagrad's speed with its peers.")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats (smoke run)")
     parser.add_argument(
         "--engine",
@@ -705,7 +718,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--json", metavar="FILE", help="write the raw figures as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="draw a bar chart (needs matplotlib)")
-    parser.add_argument("--budget", type=float, help="seconds of measuring per engine and workload")
+    parser.add_argument(
+        "--budget", type=positive_float, help="seconds of measuring per engine and workload"
+    )
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=SEED,
+        help=f"seed of the demo data and weights ({SEED})",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -719,6 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.budget is not None:
         sizes = Sizes(**{**sizes.__dict__, "budget_s": args.budget})
+    sizes = Sizes(**{**sizes.__dict__, "seed": args.seed})
 
     if args.engines:
         engines = [find_engine(key.strip()) for key in args.engines.split(",") if key.strip()]
