@@ -69,9 +69,11 @@ BAD_ARGUMENTS = [
     ["train", "digits", "--epochs", "-2"],
     ["train", "digits", "--lr", "0"],
     ["train", "digits", "--batch-size", "x"],
+    ["train", "digits", "--lr", "inf"],
     ["bench", "--bogus"],
     ["bench", "--budget", "x"],
     ["bench", "--budget", "0"],
+    ["bench", "--budget", "inf"],
     ["bench", "--seed", "-1"],
 ]
 

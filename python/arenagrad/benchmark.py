@@ -685,18 +685,8 @@ def plot(
 # ------------------------------------------------------------------------------ main
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
 def parse(argv: list[str]) -> argparse.Namespace:
-    from .__main__ import Parser, non_negative_int  # the CLI's one-line errors
+    from .__main__ import Parser, non_negative_int, positive_float  # the CLI's checks
 
     parser = Parser(prog="arenagrad bench", description="Compare arenagrad's speed with its peers.")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats (smoke run)")
