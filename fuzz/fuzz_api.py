@@ -26,6 +26,7 @@ import copy
 import gc
 import inspect
 import math
+import operator
 import pickle
 import sys
 import tempfile
@@ -37,6 +38,14 @@ import numpy as np
 from arenagrad import _core
 
 ALLOWED = (TypeError, ValueError, OverflowError, AttributeError, MemoryError, RuntimeError)
+# The binary operators, built the same way on both engines' Values and on numbers.
+BINARY = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "**": operator.pow,
+}
 SPECIAL = [0.0, -0.0, 1.0, -1.0, 2.0, 0.5, 1e308, -1e308, 5e-324, math.inf, -math.inf, math.nan]
 
 
@@ -176,14 +185,7 @@ class Program:
             )
         elif action in (2, 3):  # binary ops, either side anything
             (an, ar), (bn, br) = self.operand(), self.operand()
-            op = fdp.PickValueInList(["+", "-", "*", "/", "**"])
-            fn = {
-                "+": lambda x, y: x + y,
-                "-": lambda x, y: x - y,
-                "*": lambda x, y: x * y,
-                "/": lambda x, y: x / y,
-                "**": lambda x, y: x**y,
-            }[op]
+            fn = BINARY[fdp.PickValueInList(list(BINARY))]
             if not isinstance(an, arenagrad.Value) and not isinstance(bn, arenagrad.Value):
                 return  # no Value involved: plain Python, not ours to test
             self.both(lambda: fn(an, bn), lambda: fn(ar, br))

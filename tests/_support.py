@@ -10,6 +10,7 @@ import ctypes.util
 import importlib
 import importlib.util
 import math
+import operator
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -241,6 +242,27 @@ BINARY_RULES = {
             0.0 if (a == 0.0 and b >= 0.0) else out * c_log(a),
         ),
     ),
+}
+
+
+# How the tests build each op on Values (of either engine) or numbers: binary ops keyed like
+# BINARY_RULES, unary ones by their _op like UNARY_RULES.
+BINARY_BUILD = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "**": operator.pow,
+}
+UNARY_BUILD = {
+    "neg": operator.neg,
+    "ReLU": lambda v: v.relu(),
+    "tanh": lambda v: v.tanh(),
+    "exp": lambda v: v.exp(),
+    "log": lambda v: v.log(),
+    "sigmoid": lambda v: v.sigmoid(),
+    "abs": abs,
+    "sqrt": lambda v: v.sqrt(),
 }
 
 

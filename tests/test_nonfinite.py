@@ -10,7 +10,7 @@ import math
 import struct
 
 import pytest
-from _support import get_engine, needs_native
+from _support import BINARY_BUILD, UNARY_BUILD, get_engine, needs_native
 
 pytestmark = needs_native
 
@@ -20,14 +20,7 @@ SPECIAL = [0.0, -0.0, 1.0, -1.0, 0.5, -2.0, 5e-324, 1e308, -1e308, INF, -INF, NA
 UPSTREAM = [1.0, INF, -INF, NAN, 0.0]
 
 UNARY = {
-    "neg": lambda v: -v,
-    "abs": abs,
-    "relu": lambda v: v.relu(),
-    "tanh": lambda v: v.tanh(),
-    "exp": lambda v: v.exp(),
-    "log": lambda v: v.log(),
-    "sigmoid": lambda v: v.sigmoid(),
-    "sqrt": lambda v: v.sqrt(),
+    **UNARY_BUILD,
     "**2": lambda v: v**2,
     "**-1": lambda v: v**-1,
     "**0.5": lambda v: v**0.5,
@@ -35,13 +28,7 @@ UNARY = {
     "**inf": lambda v: v**INF,
     "**nan": lambda v: v**NAN,
 }
-BINARY = {
-    "+": lambda a, b: a + b,
-    "-": lambda a, b: a - b,
-    "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b,
-    "**": lambda a, b: a**b,
-}
+BINARY = BINARY_BUILD
 
 
 def identical(x, y):

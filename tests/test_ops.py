@@ -14,6 +14,7 @@ import struct
 import numpy as np
 import pytest
 from _support import (
+    BINARY_BUILD,
     BINARY_RULES,
     INF,
     NAN,
@@ -120,13 +121,7 @@ def test_unary_op(engine, name):
 # ----------------------------------------------------------------------------- binary ops
 
 # name: build; the formulas are _support.BINARY_RULES[name]
-BINARY = {
-    "+": operator.add,
-    "-": operator.sub,
-    "*": operator.mul,
-    "/": operator.truediv,
-    "**": operator.pow,
-}
+BINARY = BINARY_BUILD
 
 BINARY_GRID = [
     0.0, -0.0, 1.0, -1.0, 2.0, -8.0, 0.5, 1 / 3, 3.0, -2.5, 1e300, -1e-300, INF, -INF, NAN,

@@ -7,14 +7,14 @@ from constants on either side. The same recipe is built with each engine, and ev
 indices in reverse like the native arena does.
 """
 
-import operator
-
 import pytest
 from _support import (
+    BINARY_BUILD,
     BINARY_RULES,
     ENGINE_NAMES,
     INF,
     NAN,
+    UNARY_BUILD,
     UNARY_RULES,
     assert_same,
     get_engine,
@@ -24,23 +24,6 @@ from _support import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-BINARY_BUILD = {
-    "+": operator.add,
-    "-": operator.sub,
-    "*": operator.mul,
-    "/": operator.truediv,
-    "**": operator.pow,
-}
-UNARY_BUILD = {
-    "neg": operator.neg,
-    "ReLU": lambda v: v.relu(),
-    "tanh": lambda v: v.tanh(),
-    "exp": lambda v: v.exp(),
-    "log": lambda v: v.log(),
-    "sigmoid": lambda v: v.sigmoid(),
-    "abs": abs,
-    "sqrt": lambda v: v.sqrt(),
-}
 OPS = [*BINARY_BUILD, *UNARY_BUILD, "**k", "sum", "linear"]
 
 # Mostly moderate numbers, so most results stay finite; a few specials for the rest.

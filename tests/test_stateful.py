@@ -11,11 +11,10 @@ arena returns to its starting size.
 
 import gc
 import math
-import operator
 import os
 
 import pytest
-from _support import assert_same, get_engine, needs_native
+from _support import BINARY_BUILD, UNARY_BUILD, assert_same, get_engine, needs_native
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -29,23 +28,8 @@ numbers = st.one_of(
     st.integers(-3, 3),
 )
 
-BINARY = {
-    "+": operator.add,
-    "-": operator.sub,
-    "*": operator.mul,
-    "/": operator.truediv,
-    "**": operator.pow,
-}
-UNARY = {
-    "neg": operator.neg,
-    "abs": abs,
-    "relu": lambda v: v.relu(),
-    "tanh": lambda v: v.tanh(),
-    "exp": lambda v: v.exp(),
-    "log": lambda v: v.log(),
-    "sigmoid": lambda v: v.sigmoid(),
-    "sqrt": lambda v: v.sqrt(),
-}
+BINARY = BINARY_BUILD
+UNARY = UNARY_BUILD
 EXPONENTS = [2, 3, -1, 0, 0.5, -2.0, 1.5, 2.0]
 
 
