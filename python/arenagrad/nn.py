@@ -4,11 +4,14 @@ weights as micrograd's.
 
 The one change inside: a Neuron computes `b + sum(w_i * x_i)` as a single fused arena node
 (`arenagrad.linear`) in micrograd's summation order, so forward values are bit-identical to
-micrograd's while the graph holds one node per neuron instead of 2n.
+micrograd's while the graph holds one node per neuron instead of 2n. Its parameters are labelled
+w0, w1, ... and b (micrograd's leave theirs empty), so that a drawing of that one node
+(`arenagrad.viz.draw_dot`) tells the weights and the bias from the inputs.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterable, Sequence
 from numbers import Integral
@@ -27,6 +30,11 @@ def _size(value: Any, what: str) -> int:
     return int(value)
 
 
+@functools.cache  # one set of label strings for all neurons of a width
+def _weight_labels(nin: int) -> tuple[str, ...]:
+    return tuple(f"w{i}" for i in range(nin))
+
+
 class Module:
     def zero_grad(self) -> None:
         zero_grad(self.parameters())  # one native call, not a Python loop
@@ -41,6 +49,9 @@ class Neuron(Module):
         self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = Value(0)
         self.nonlin = nonlin
+        for w, label in zip(self.w, _weight_labels(nin), strict=True):
+            w.label = label
+        self.b.label = "b"
 
     def __call__(self, x: Sequence[Value | float]) -> Value:
         # linear() checks the inputs itself: Python-level checks here cost as much as the
