@@ -123,3 +123,10 @@ def test_checkpoints_that_record_no_split_or_another_one_are_refused(capsys, tmp
     assert "batch-order state" in refused(capsys, "--epochs", 1, *SMALL, "--load", bad_rng)
     negative = tampered("negative.npz", lambda run: run.update(epochs_done=-1))
     assert "incomplete" in refused(capsys, "--epochs", 0, "--load", negative)
+    # Metadata nested far deeper than json can read back: one line, no RecursionError.
+    content = arrays(ck)
+    text = str(content["meta"])
+    content["meta"] = np.array(text[:-1] + ', "x": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    deep = tmp_path / "deep.npz"
+    np.savez(deep, **content)
+    assert "nested too deeply" in refused(capsys, "--epochs", 0, "--load", deep)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import sys
+from numbers import Real
 from typing import Any
 
 __all__ = [
@@ -36,7 +37,7 @@ def _positive_int(value: Any, name: str) -> int:
 
 def _real(value: Any, name: str, low: float = -math.inf) -> float:
     """A finite float >= low. Huge ints are refused too (float() of them overflows)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, Real):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
     try:
         number = float(value)
