@@ -110,6 +110,58 @@ def test_extreme_logits_stay_finite(engine, big):
     assert_same(x.grad, sigmoid(big))
 
 
+BIGGEST = 1.7976931348623157e308  # the largest finite float
+
+
+@pytest.mark.parametrize("x", [9e307, 1e308, BIGGEST, -9e307, -1e308, -BIGGEST])
+@pytest.mark.parametrize("t", [0.0, 1.0, 0.3])
+def test_bce_largest_finite_logits(engine, x, t):
+    # The loss is max(x, 0) - x t (+ log(1 + exp(-|x|)) = 0 here), finite for every finite
+    # logit: 0 for the matching target, |x| for the opposite one; the gradient is
+    # sigmoid(x) - t (exactly 1 - t or -t), and -x with respect to a Value target.
+    logit, target = engine.Value(x), engine.Value(t)
+    loss = losses.binary_cross_entropy_with_logits(logit, target)
+    loss.backward()
+    assert_same(loss.data, max(x, 0.0) - x * t, rel=1e-15)
+    assert math.isfinite(loss.data)
+    assert logit.grad == (1.0 if x > 0 else 0.0) - t
+    assert target.grad == -x
+    plain = engine.Value(x)  # a number target: the same loss and gradient
+    again = losses.binary_cross_entropy_with_logits(plain, t)
+    again.backward()
+    assert again.data == loss.data and plain.grad == logit.grad
+
+
+@needs_native
+@pytest.mark.parametrize("t", [0.0, 1.0, 0.3])
+def test_bce_extreme_logits_native_equals_reference(native, reference, t):
+    xs = [BIGGEST, 9e307, 1e300, 800.0, 37.0, 1e-300, 0.0, -1e-300, -37.0, -800.0, -9e307]
+    xs += [-BIGGEST]
+
+    def run(engine):
+        v = values(engine, xs)
+        loss = losses.binary_cross_entropy_with_logits(v, [t] * len(xs))
+        loss.backward()
+        return [loss.data] + [vi.grad for vi in v]
+
+    assert run(native) == run(reference)  # bit for bit, the mean included
+
+
+def test_bce_matches_torch_at_extreme_logits(engine):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    for x in [BIGGEST, 9e307, 1e300, 40.0, 0.5, 0.0, -0.5, -40.0, -1e300, -9e307, -BIGGEST]:
+        for t in [0.0, 1.0, 0.3]:
+            tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+            expected = F.binary_cross_entropy_with_logits(tx, torch.tensor(t, dtype=torch.float64))
+            expected.backward()
+            v = engine.Value(x)
+            loss = losses.binary_cross_entropy_with_logits(v, t)
+            loss.backward()
+            assert_same(loss.data, expected.item(), f"loss({x}, {t})", rel=1e-13)
+            assert_same(v.grad, tx.grad.item(), f"grad({x}, {t})", rel=1e-13)
+
+
 @needs_native
 def test_native_matches_reference(native, reference):
     rng = np.random.default_rng(7)
@@ -170,6 +222,22 @@ def test_bad_inputs():
 needs_compile = pytest.mark.skipif(
     not hasattr(arenagrad, "compile"), reason="arenagrad.compile (replay) not in this build"
 )
+
+
+@needs_compile
+def test_bce_under_compiled_replay_at_the_largest_logits():
+    # Traced at ordinary inputs, replayed on the largest finite logits of both signs: no lane
+    # overflows, and each lane equals eager evaluation of the same row.
+    f = arenagrad.compile(losses.binary_cross_entropy_with_logits, n_inputs=2)
+    X = np.array([[x, t] for x in (BIGGEST, 9e307, -9e307, -BIGGEST) for t in (0.0, 1.0, 0.3)])
+    Y = f.forward(X)
+    dX = f.backward()
+    for (x, t), y, (dx, dt) in zip(X.tolist(), Y.tolist(), dX.tolist(), strict=True):
+        logit, target = arenagrad.Value(x), arenagrad.Value(t)
+        loss = losses.binary_cross_entropy_with_logits(logit, target)
+        loss.backward()
+        assert math.isfinite(y) and y == loss.data
+        assert (dx, dt) == (logit.grad, target.grad) == ((x > 0) - t, -x)
 
 
 @needs_compile

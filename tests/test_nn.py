@@ -187,6 +187,45 @@ def test_wrong_input_count(engine, make, call):
     assert re.search(r"\b7\b", message) and re.search(r"\b4\b", message), message
 
 
+BAD_SIZES = [
+    (lambda nn: nn.MLP(-1, [3]), ValueError, r"nin must be >= 1, got -1"),
+    (lambda nn: nn.MLP(2, [-3]), ValueError, r"nouts\[0\] must be >= 1, got -3"),
+    (lambda nn: nn.MLP(2, [0, 1]), ValueError, r"nouts\[0\] must be >= 1, got 0"),
+    (lambda nn: nn.MLP(2, [4, 0]), ValueError, r"nouts\[1\] must be >= 1, got 0"),
+    (lambda nn: nn.MLP(2, []), ValueError, r"at least one layer"),
+    (lambda nn: nn.MLP(2, 3), TypeError, r"nouts must be a list of layer sizes, not 'int'"),
+    (lambda nn: nn.MLP(2, "31"), TypeError, r"nouts must be a list of layer sizes, not 'str'"),
+    (lambda nn: nn.MLP(2.0, [1]), TypeError, r"nin must be an int, not 'float'"),
+    (lambda nn: nn.MLP(True, [1]), TypeError, r"nin must be an int, not 'bool'"),
+    (lambda nn: nn.MLP(2, [3, 1.0]), TypeError, r"nouts\[1\] must be an int, not 'float'"),
+    (lambda nn: nn.Layer(2, 0), ValueError, r"Layer\(nin, nout\): nout must be >= 1, got 0"),
+    (lambda nn: nn.Layer(-2, 3), ValueError, r"Layer\(nin, nout\): nin must be >= 1"),
+    (lambda nn: nn.Layer(2, False), TypeError, r"nout must be an int, not 'bool'"),
+    (lambda nn: nn.Neuron(0), ValueError, r"Neuron\(nin\): nin must be >= 1, got 0"),
+    (lambda nn: nn.Neuron(-5), ValueError, r"Neuron\(nin\): nin must be >= 1, got -5"),
+    (lambda nn: nn.Neuron(2.5), TypeError, r"Neuron\(nin\): nin must be an int"),
+    (lambda nn: nn.Neuron(None), TypeError, r"nin must be an int, not 'NoneType'"),
+]
+
+
+@pytest.mark.parametrize(("build", "error", "message"), BAD_SIZES)
+def test_bad_sizes_are_refused_when_the_model_is_built(native, build, error, message):
+    import arenagrad.nn as nn
+
+    with pytest.raises(error, match=message):
+        build(nn)
+
+
+def test_integer_like_sizes_are_accepted(native):
+    import arenagrad.nn as nn
+
+    random.seed(0)
+    model = nn.MLP(np.int64(2), np.array([3, 1]))  # numpy integers, any iterable of sizes
+    assert repr(model) == repr(nn.MLP(2, (3, 1)))
+    assert len(model.parameters()) == 13
+    assert len(nn.Layer(np.int32(4), 2).parameters()) == 10
+
+
 # ----------------------------------------------------------------------------- training
 
 

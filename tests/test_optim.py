@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import arenagrad
 import numpy as np
@@ -347,6 +348,72 @@ def test_schedule_state_and_errors():
         schedules.CosineAnnealingLR(opt, T_max=1.5)
     with pytest.raises(TypeError, match="optimizer"):
         schedules.ExponentialLR(object(), gamma=0.9)
+
+
+def test_exponential_schedules_never_overflow_in_between():
+    from fractions import Fraction
+
+    opt = optim.SGD([arenagrad.Value(0.0)], lr=1.0)
+    # gamma**2 alone is beyond the float range: inf (the true rate), not OverflowError.
+    assert lrs(schedules.ExponentialLR(opt, gamma=1e200), opt, 3) == [1, 1e200, math.inf, math.inf]
+    opt.lr = 1e-300  # the product is finite although gamma**k is not
+    assert lrs(schedules.ExponentialLR(opt, gamma=1e200), opt, 3) == [1e-300, 1e-100, 1e100, 1e300]
+    opt.lr = 1e300  # nor does gamma**k underflow to 0 while the product is a normal float
+    assert lrs(schedules.ExponentialLR(opt, gamma=1e-200), opt, 3) == [1e300, 1e100, 1e-100, 1e-300]
+    opt.lr = 1e300
+    assert lrs(schedules.StepLR(opt, step_size=2, gamma=1e-200), opt, 4)[-1] == 1e-100
+    opt.lr = 1.0
+    assert lrs(schedules.StepLR(opt, step_size=1, gamma=1e300), opt, 2) == [1.0, 1e300, math.inf]
+    opt.lr = 1.0
+    far = schedules.ExponentialLR(opt, gamma=1.0001)
+    assert far.lr_at(10**30) == math.inf and schedules.ExponentialLR(opt, 0.5).lr_at(10**30) == 0
+    # Against exact rational arithmetic: within a few ulps wherever the plain formula fails.
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        base, gamma = 10 ** rng.uniform(-300, 0), 10 ** rng.uniform(1, 300)
+        k = int(rng.integers(2, 60))
+        opt.lr = base
+        got = schedules.ExponentialLR(opt, gamma).lr_at(k)
+        exact = Fraction(base) * Fraction(gamma) ** k
+        if exact > Fraction(sys.float_info.max):
+            assert got == math.inf
+        else:
+            assert got == pytest.approx(float(exact), rel=1e-14, abs=0)
+
+
+def test_schedule_arguments_that_can_never_work_are_refused():
+    opt = optim.SGD([arenagrad.Value(0.0)], lr=1.0)
+    with pytest.raises(ValueError, match="gamma must be >= 0"):
+        schedules.ExponentialLR(opt, gamma=-0.5)  # the rate would change sign every step
+    with pytest.raises(ValueError, match="gamma must be >= 0"):
+        schedules.StepLR(opt, step_size=1, gamma=-2.0)
+    with pytest.raises(ValueError, match="gamma must be a finite"):
+        schedules.ExponentialLR(opt, gamma=10**400)  # float() of it overflows
+    with pytest.raises(ValueError, match="eta_min"):
+        schedules.CosineAnnealingLR(opt, T_max=3, eta_min=-0.1)
+    opt.lr = math.inf
+    with pytest.raises(ValueError, match="optimizer's lr"):
+        schedules.CosineAnnealingLR(opt, T_max=3)  # inf * 0 at the end: nan
+    opt.lr = 1.0
+    sched = schedules.StepLR(opt, step_size=1, gamma=0.5)
+    sched.step()
+    for bad in [
+        {"base_lr": float("nan"), "last_step": 1},
+        {"base_lr": -1.0, "last_step": 1},
+        {"base_lr": 1.0, "last_step": -1},
+        {"base_lr": 1.0, "last_step": 1.5},
+        {"base_lr": 1.0},
+    ]:
+        with pytest.raises((ValueError, TypeError)):
+            sched.load_state_dict(bad)
+        assert (sched.base_lr, sched.last_step, opt.lr) == (1.0, 1, 0.5)  # unchanged
+
+
+def test_micrograd_schedule_holds_after_total_steps():
+    opt = optim.SGD([arenagrad.Value(0.0)], lr=1.0)
+    got = lrs(schedules.MicrogradLR(opt, total_steps=10), opt, 30)
+    assert got[:11] == [1.0 - 0.9 * k / 10 for k in range(11)]
+    assert got[10:] == [pytest.approx(0.1)] * 21 and min(got) > 0  # never negative
 
 
 @needs_torch

@@ -94,9 +94,10 @@ def hinge(scores: Any, labels: Any) -> Any:
 def binary_cross_entropy_with_logits(logits: Any, targets: Any) -> Any:
     """mean(-t log(sigmoid(x)) - (1 - t) log(1 - sigmoid(x))) for targets t in [0, 1].
 
-    Computed as max(x, 0) - x t + log(1 + exp(-|x|)), which never overflows; max(x, 0) is
-    written (x + |x|) / 2 so that the gradient at x = 0 is the true one (1/2 - t) rather than
-    relu's subgradient.
+    Computed as max(x, 0) - x t + log(1 + exp(-|x|)), with max(x, 0) - x t written
+    x (1/2 - t) + |x| / 2: no intermediate result overflows, even for the largest finite
+    logits (where (x + |x|) / 2 would: x + |x| exceeds the float range from |x| ~ 9e307 on), and
+    the gradient at x = 0 is the true one (1/2 - t) rather than relu's subgradient.
     """
     xs, ts = _pairs(logits, targets, "binary_cross_entropy_with_logits()")
     for i, t in enumerate(ts):
@@ -107,7 +108,7 @@ def binary_cross_entropy_with_logits(logits: Any, targets: Any) -> Any:
     losses = []
     for x, t in zip(xs, ts, strict=True):
         a = abs(x)
-        losses.append((x + a) * 0.5 - x * t + (1 + (-a).exp()).log())
+        losses.append(x * (0.5 - t) + a * 0.5 + (1 + (-a).exp()).log())
     return _mean(losses)
 
 

@@ -4,16 +4,35 @@ weights as micrograd's.
 
 The one change inside: a Neuron computes `b + sum(w_i * x_i)` as a single fused arena node
 (`arenagrad.linear`) in micrograd's summation order, so forward values are bit-identical to
-micrograd's while the graph holds one node per neuron instead of 2n.
+micrograd's while the graph holds one node per neuron instead of 2n. Its parameters are labelled
+w0, w1, ... and b (micrograd's leave theirs empty), so that a drawing of that one node
+(`arenagrad.viz.draw_dot`) tells the weights and the bias from the inputs.
 """
 
 from __future__ import annotations
 
+import functools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from numbers import Integral
 from typing import Any
 
 from ._core import Value, linear, zero_grad
+
+
+def _size(value: Any, what: str) -> int:
+    """A layer size, checked when the model is built (not at its first call, where a
+    negative or zero size would show up as a puzzling input count)."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__!r}")
+    if value < 1:
+        raise ValueError(f"{what} must be >= 1, got {value}")
+    return int(value)
+
+
+@functools.cache  # one set of label strings for all neurons of a width
+def _weight_labels(nin: int) -> tuple[str, ...]:
+    return tuple(f"w{i}" for i in range(nin))
 
 
 class Module:
@@ -26,9 +45,13 @@ class Module:
 
 class Neuron(Module):
     def __init__(self, nin: int, nonlin: bool = True) -> None:
+        nin = _size(nin, "Neuron(nin): nin")
         self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = Value(0)
         self.nonlin = nonlin
+        for w, label in zip(self.w, _weight_labels(nin), strict=True):
+            w.label = label
+        self.b.label = "b"
 
     def __call__(self, x: Sequence[Value | float]) -> Value:
         # linear() checks the inputs itself: Python-level checks here cost as much as the
@@ -50,6 +73,8 @@ class Neuron(Module):
 
 class Layer(Module):
     def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
+        nin = _size(nin, "Layer(nin, nout): nin")
+        nout = _size(nout, "Layer(nin, nout): nout")
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
 
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
@@ -70,6 +95,15 @@ class Layer(Module):
 
 class MLP(Module):
     def __init__(self, nin: int, nouts: list[int]) -> None:
+        nin = _size(nin, "MLP(nin, nouts): nin")
+        if isinstance(nouts, (str, bytes)) or not isinstance(nouts, Iterable):
+            raise TypeError(
+                f"MLP(nin, nouts): nouts must be a list of layer sizes, "
+                f"not {type(nouts).__name__!r}"
+            )
+        nouts = [_size(n, f"MLP(nin, nouts): nouts[{i}]") for i, n in enumerate(nouts)]
+        if not nouts:
+            raise ValueError("MLP(nin, nouts): nouts must name at least one layer size")
         sz = [nin, *nouts]
         self.layers = [
             Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1) for i in range(len(nouts))

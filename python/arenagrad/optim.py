@@ -30,10 +30,31 @@ def _number(value: Any, name: str, low: float = 0.0) -> float:
     """A hyperparameter as a float, checked: TypeError for non-numbers, ValueError if < low."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, not {type(value).__name__!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError(f"invalid {name}: an integer of {int(value).bit_length()} bits") from None
     if not number >= low:  # also rejects nan
         raise ValueError(f"invalid {name}: {number} (must be >= {low})")
     return number
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A boolean hyperparameter: bool, numpy bool, or the ints 0 and 1."""
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, (int, np.integer)) and value in (0, 1)
+    ):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, not {value!r}")
+
+
+def _step_count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"step must be an int, not {type(value).__name__!r}")
+    if not 0 <= value < 2**63:
+        shown = value if abs(value) < 2**64 else f"an integer of {int(value).bit_length()} bits"
+        raise ValueError(f"invalid step: {shown} (must be >= 0 and < 2**63)")
+    return int(value)
 
 
 def _warn_nonfinite(where: str, what: str, values: np.ndarray) -> bool:
@@ -54,7 +75,9 @@ class Optimizer:
 
     Subclasses set their hyperparameters as attributes (listed in `hyperparameters`), keep
     their state in `self.state` (numpy arrays of one entry per parameter, plus `step`), and
-    implement `update(data, grad) -> new data`.
+    implement `update(data, grad) -> new data`. A subclass that checks its hyperparameters
+    does it in `check_hyperparameters`, which its constructor and `load_state_dict` both call,
+    so a saved state is held to exactly the constructor's rules.
     """
 
     hyperparameters: tuple[str, ...] = ("lr",)
@@ -88,6 +111,20 @@ class Optimizer:
     def update(self, data: np.ndarray, grad: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def check_hyperparameters(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The hyperparameters `values` (one entry per name in `hyperparameters`), checked and
+        normalised (TypeError or ValueError, as the constructor raises). Reads nothing from
+        `self`: it judges the values alone."""
+        return dict(values)
+
+    def check_state(self, state: dict[str, Any]) -> None:
+        """Optimizer-specific checks of a state about to be loaded (its arrays already have
+        the right shape and dtype); raises ValueError."""
+
+    def _set_hyperparameters(self, checked: dict[str, Any]) -> None:
+        for name, value in checked.items():
+            setattr(self, name, value)
+
     # ---- checkpoints -----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: hyperparameters and state (copies)."""
@@ -100,31 +137,56 @@ class Optimizer:
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what `state_dict()` returned (checked against this optimizer)."""
+        """Restore what `state_dict()` returned.
+
+        All or nothing: everything is checked first (the hyperparameters by the constructor's
+        own `check_hyperparameters`, the step, every state array's type and shape), and the
+        optimizer changes only if all of it passes (TypeError or ValueError otherwise).
+        """
         name = type(self).__name__
         if not isinstance(state_dict, dict) or not {"optimizer", "state"} <= state_dict.keys():
             raise TypeError(f"{name}.load_state_dict() expects a dict from state_dict()")
         if state_dict["optimizer"] != name:
-            raise ValueError(f"state is from a {state_dict['optimizer']} optimizer, not a {name}")
-        state = dict(state_dict["state"])
-        if set(state) != set(self.state):
-            raise ValueError(f"{name} state has entries {sorted(self.state)}, got {sorted(state)}")
-        for key, value in state.items():
-            if value is None or key == "step":
-                continue
-            value = np.array(value, dtype=np.float64)
-            if value.shape != (len(self.params),):
-                raise ValueError(
-                    f"{name} state {key!r} has shape {value.shape}, expected "
-                    f"({len(self.params)},): saved for a different set of parameters?"
-                )
-            state[key] = value
-        state["step"] = int(state["step"])
-        for key, value in state_dict.get("hyperparameters", {}).items():
-            if key not in self.hyperparameters:
-                raise ValueError(f"{name} has no hyperparameter {key!r}")
-            setattr(self, key, tuple(value) if isinstance(value, (list, np.ndarray)) else value)
+            saved_name = str(state_dict["optimizer"])[:60]
+            raise ValueError(f"state is from a {saved_name} optimizer, not a {name}")
+        saved = state_dict["state"]
+        if not isinstance(saved, dict):
+            raise TypeError(f"{name} state must be a dict, not {type(saved).__name__!r}")
+        if set(saved) != set(self.state):
+            raise ValueError(
+                f"{name} state has entries {sorted(self.state)}, got {sorted(map(str, saved))}"
+            )
+        state: dict[str, Any] = {"step": _step_count(saved["step"])}
+        for key, value in saved.items():
+            if key != "step":
+                state[key] = None if value is None else self._state_array(key, value)
+        self.check_state(state)
+        hyperparameters = state_dict.get("hyperparameters", {})
+        if not isinstance(hyperparameters, dict):
+            raise TypeError(f"{name} hyperparameters must be a dict")
+        unknown = sorted(map(str, set(hyperparameters) - set(self.hyperparameters)))
+        if unknown:
+            raise ValueError(f"{name} has no hyperparameter {unknown[0]!r}")
+        values = {key: getattr(self, key) for key in self.hyperparameters}
+        checked = self.check_hyperparameters({**values, **hyperparameters})
+        # Every check passed: only now does anything change.
+        self._set_hyperparameters(checked)
         self.state = state
+
+    def _state_array(self, key: str, value: Any) -> np.ndarray:
+        """One per-parameter state array from a saved state, as a fresh float64 vector."""
+        name = type(self).__name__
+        array = np.asarray(value)
+        if array.dtype.kind not in "iuf":
+            raise TypeError(
+                f"{name} state {key!r} must hold real numbers, not {array.dtype} values"
+            )
+        if array.shape != (len(self.params),):
+            raise ValueError(
+                f"{name} state {key!r} has shape {array.shape}, expected "
+                f"({len(self.params)},): saved for a different set of parameters?"
+            )
+        return np.array(array, dtype=np.float64)
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.hyperparameters)
@@ -140,6 +202,11 @@ class SGD(Optimizer):
     """
 
     hyperparameters = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+    lr: float
+    momentum: float
+    dampening: float
+    weight_decay: float
+    nesterov: bool
 
     def __init__(
         self,
@@ -151,14 +218,27 @@ class SGD(Optimizer):
         nesterov: bool = False,
     ) -> None:
         super().__init__(params)
-        self.lr = _number(lr, "lr")
-        self.momentum = _number(momentum, "momentum")
-        self.dampening = _number(dampening, "dampening")
-        self.weight_decay = _number(weight_decay, "weight_decay")
-        self.nesterov = bool(nesterov)
-        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening")
+        values = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+        }
+        self._set_hyperparameters(self.check_hyperparameters(values))
         self.state["momentum_buffer"] = None
+
+    def check_hyperparameters(self, values: dict[str, Any]) -> dict[str, Any]:
+        checked = {
+            "lr": _number(values["lr"], "lr"),
+            "momentum": _number(values["momentum"], "momentum"),
+            "dampening": _number(values["dampening"], "dampening"),
+            "weight_decay": _number(values["weight_decay"], "weight_decay"),
+            "nesterov": _flag(values["nesterov"], "nesterov"),
+        }
+        if checked["nesterov"] and (checked["momentum"] <= 0 or checked["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening")
+        return checked
 
     def update(self, data: np.ndarray, grad: np.ndarray) -> np.ndarray:
         g = grad
@@ -181,6 +261,10 @@ class Adam(Optimizer):
     """
 
     hyperparameters = ("lr", "betas", "eps", "weight_decay")
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
     decoupled_weight_decay = False
 
     def __init__(
@@ -192,17 +276,32 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(params)
-        self.lr = _number(lr, "lr")
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"betas must be a pair of numbers, got {betas!r}")
-        self.betas = (_number(betas[0], "betas[0]"), _number(betas[1], "betas[1]"))
-        if not (self.betas[0] < 1 and self.betas[1] < 1):
-            raise ValueError(f"invalid betas: {self.betas} (each must be in [0, 1))")
-        self.eps = _number(eps, "eps")
-        self.weight_decay = _number(weight_decay, "weight_decay")
+        values = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        self._set_hyperparameters(self.check_hyperparameters(values))
         n = len(self.params)
         self.state["exp_avg"] = np.zeros(n)
         self.state["exp_avg_sq"] = np.zeros(n)
+
+    def check_hyperparameters(self, values: dict[str, Any]) -> dict[str, Any]:
+        betas = values["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair of numbers, got {str(betas)[:60]}")
+        checked_betas = (_number(betas[0], "betas[0]"), _number(betas[1], "betas[1]"))
+        if not (checked_betas[0] < 1 and checked_betas[1] < 1):
+            raise ValueError(f"invalid betas: {checked_betas} (each must be in [0, 1))")
+        return {
+            "lr": _number(values["lr"], "lr"),
+            "betas": checked_betas,
+            "eps": _number(values["eps"], "eps"),
+            "weight_decay": _number(values["weight_decay"], "weight_decay"),
+        }
+
+    def check_state(self, state: dict[str, Any]) -> None:
+        for key in ("exp_avg", "exp_avg_sq"):
+            if state[key] is None:
+                raise ValueError(f"{type(self).__name__} state {key!r} is missing")
+        if np.any(state["exp_avg_sq"] < 0):  # a mean of squares: sqrt() of it would be nan
+            raise ValueError(f"{type(self).__name__} state 'exp_avg_sq' has negative entries")
 
     def update(self, data: np.ndarray, grad: np.ndarray) -> np.ndarray:
         beta1, beta2 = self.betas

@@ -1,12 +1,18 @@
 """Graph drawing, as in micrograd's `trace_graph.ipynb`: one record per Value (data, grad) and
 one small node per op.
 
-    dot = arenagrad.viz.draw_dot(loss)
+    dot = arenagrad.viz.draw_dot(loss, format="svg", rankdir="LR")  # micrograd's signature
     print(dot)              # Graphviz DOT source (a str)
-    dot.render("loss.svg")  # needs `pip install graphviz` and Graphviz's `dot` program
+    dot.render("gout")      # as graphviz: the source in gout, the picture in gout.svg
+    dot.render("loss.png")  # or straight to an image file, its format from the suffix
 
-It uses only `_prev`, `_op`, `data`, `grad` and `label`, so it draws native and reference
-Values alike. The walk is iterative, so deep graphs do not hit Python's recursion limit.
+Rendering needs `pip install graphviz` and Graphviz's `dot` program. It uses only `_prev`,
+`_op`, `data`, `grad` and `label`, so it draws native and reference Values alike. A fused
+`linear` node (b + w0*x0 + w1*x1 + ..., one node per `nn.Neuron`) has many operands: `nn`
+labels each neuron's weights w0, w1, ... and its bias b, and where the engine also gives the
+operands in order (`_children`, as micrograd calls them), each edge into the node is labelled
+with its role (b, w0, x0, ...). The walk is iterative, so deep graphs do not hit Python's
+recursion limit.
 """
 
 from __future__ import annotations
@@ -18,8 +24,22 @@ from typing import Any
 __all__ = ["DotGraph", "draw_dot"]
 
 
+FORMATS = ("svg", "png", "pdf")
+SOURCE_SUFFIXES = ("", ".gv", ".dot")  # paths that name the DOT source, as in graphviz
+
+
 class DotGraph(str):
-    """DOT source (it is the `str`), plus rendering to SVG/PNG/PDF through Graphviz."""
+    """DOT source (it is the `str`), plus rendering to SVG/PNG/PDF through Graphviz.
+
+    `image_format` is the format `render` uses for a path without an image suffix (what
+    `format=` is to a `graphviz.Digraph`; not named `format`, which is `str.format`)."""
+
+    image_format: str
+
+    def __new__(cls, source: str, image_format: str = "svg") -> DotGraph:
+        graph = super().__new__(cls, source)
+        graph.image_format = _check_format(image_format)
+        return graph
 
     def pipe(self, format: str = "svg") -> bytes:
         """The rendered image's bytes. RuntimeError explains what is missing, if anything."""
@@ -39,22 +59,48 @@ class DotGraph(str):
                 "available as str(graph)"
             ) from None
 
-    def render(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
-        """Write the rendered graph to `path` (format from its suffix unless given)."""
+    def render(
+        self, path: str | os.PathLike[str], format: str | None = None, cleanup: bool = False
+    ) -> Path:
+        """Render the graph; returns the image's path.
+
+        `path` with an image suffix (.svg, .png, .pdf): the image is written there (in that
+        format unless `format` says otherwise). Without a suffix (or .gv, .dot), as graphviz's
+        `render`: the DOT source is written to `path` and the image next to it, to
+        `path.<format>` (`format`, else the one given to `draw_dot`); `cleanup=True` removes
+        the source afterwards.
+        """
         path = Path(path)
-        format = format or path.suffix.lstrip(".").lower()
-        if format not in ("svg", "png", "pdf"):
+        suffix = path.suffix.lower()
+        if suffix.lstrip(".") in FORMATS:
+            image = self.pipe(_check_format(format or suffix.lstrip(".")))
+            path.write_bytes(image)
+            return path
+        if suffix not in SOURCE_SUFFIXES:
             raise ValueError(
-                f"cannot tell the image format of {str(path)!r}: use .svg, .png or .pdf"
+                f"cannot tell the image format of {str(path)!r}: use .svg, .png or .pdf, or a "
+                "name without a suffix (the DOT source there, the image in NAME.svg)"
             )
-        path.write_bytes(self.pipe(format))
-        return path
+        format = _check_format(format or self.image_format)
+        image = self.pipe(format)  # first: without graphviz, no file is written at all
+        path.write_text(str(self))
+        target = path.with_name(f"{path.name}.{format}")
+        target.write_bytes(image)
+        if cleanup:
+            path.unlink()
+        return target
 
     def _repr_svg_(self) -> str | None:  # Jupyter shows the picture when it can be drawn
         try:
             return self.pipe("svg").decode()
         except RuntimeError:
             return None
+
+
+def _check_format(format: Any) -> str:
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    return str(format)
 
 
 def _escape(text: str) -> str:
@@ -89,12 +135,30 @@ def trace(root: Any, max_nodes: int = 10_000) -> tuple[list[Any], list[tuple[int
     return nodes, edges
 
 
-def draw_dot(root: Any, rankdir: str = "LR", max_nodes: int = 10_000) -> DotGraph:
-    """The graph that produced `root`, as Graphviz DOT source (micrograd's `draw_dot` layout)."""
+def _roles(v: Any) -> list[tuple[Any, str]] | None:
+    """(operand, role) for each operand of a `linear` node, in order, where the engine says
+    the order (`_children`): b, w0, ..., x0, .... None where it does not."""
+    ordered = getattr(v, "_children", None)
+    if v._op != "linear" or not isinstance(ordered, (tuple, list)) or len(ordered) % 2 != 1:
+        return None
+    n = len(ordered) // 2
+    names = ["b", *(f"w{i}" for i in range(n)), *(f"x{i}" for i in range(n))]
+    return list(zip(ordered, names, strict=True))
+
+
+def draw_dot(
+    root: Any, format: str = "svg", rankdir: str = "LR", max_nodes: int = 10_000
+) -> DotGraph:
+    """The graph that produced `root`, as Graphviz DOT source (micrograd's `draw_dot`, with its
+    arguments: `format` is what `render` produces for a path without an image suffix)."""
+    format = _check_format(format)
     if rankdir not in ("LR", "TB", "RL", "BT"):
         raise ValueError(f"rankdir must be one of LR, TB, RL, BT, got {rankdir!r}")
     nodes, edges = trace(root, max_nodes)
     lines = ["digraph {", f"  graph [rankdir={rankdir}]"]
+    index = {id(v): i for i, v in enumerate(nodes)}
+    labelled: set[int] = set()  # linear nodes whose edges carry their operands' roles
+    role_edges = []
     for i, v in enumerate(nodes):
         label = getattr(v, "label", "") or ""
         fields = ([_escape(label)] if label else []) + [f"data {v.data:.4f}", f"grad {v.grad:.4f}"]
@@ -103,7 +167,13 @@ def draw_dot(root: Any, rankdir: str = "LR", max_nodes: int = 10_000) -> DotGrap
             op = v._op.replace("\\", "\\\\").replace('"', '\\"')
             lines.append(f'  n{i}_op [label="{op}"]')
             lines.append(f"  n{i}_op -> n{i}")
+        roles = _roles(v)
+        if roles is not None and all(id(operand) in index for operand, _ in roles):
+            labelled.add(i)
+            role_edges += [f'  n{index[id(x)]} -> n{i}_op [label="{role}"]' for x, role in roles]
     for child, parent in edges:
-        lines.append(f"  n{child} -> n{parent}_op")
+        if parent not in labelled:
+            lines.append(f"  n{child} -> n{parent}_op")
+    lines += role_edges
     lines.append("}")
-    return DotGraph("\n".join(lines) + "\n")
+    return DotGraph("\n".join(lines) + "\n", format)
