@@ -711,29 +711,28 @@ def make_parser() -> Parser:
 def choose(parser: Parser, args: argparse.Namespace) -> tuple[list[Engine], list[Workload]]:
     """The engines and workloads to run. A name that is unknown, or an engine asked for by
     name that cannot be imported, is a usage error (exit 2) before anything runs."""
-    known = {engine.key: engine for engine in ENGINES}
-    if args.engines:
-        for key in args.engines:
-            if key not in known:
-                parser.error(
-                    f"unknown engine {key!r} (known: {', '.join(known)}; "
-                    "--engine MODULE.PATH adds another micrograd-compatible package)"
-                )
-        engines = [known[key] for key in args.engines]
-    else:
-        engines = [engine for engine in ENGINES if available(engine)]
-        skipped = [engine.key for engine in ENGINES if not available(engine)]
-        if skipped:
-            print(f"not importable, skipped: {', '.join(skipped)}", file=sys.stderr)
-    engines += [custom_engine(path) for path in args.engine if path not in known]
-    for engine in engines:
-        if not available(engine):
-            parser.error(f"engine {engine.key!r} needs {engine.module}, which is not importable")
     workloads = {workload.key: workload for workload in WORKLOADS}
     for key in args.workloads or ():
         if key not in workloads:
             parser.error(f"unknown workload {key!r} (known: {', '.join(workloads)})")
-    return engines, [workloads[key] for key in args.workloads or workloads]
+    known = {engine.key: engine for engine in ENGINES}
+    for key in args.engines or ():
+        if key not in known:
+            parser.error(
+                f"unknown engine {key!r} (known: {', '.join(known)}; "
+                "--engine MODULE.PATH adds another micrograd-compatible package)"
+            )
+    asked = [known[key] for key in args.engines or ()]
+    asked += [custom_engine(path) for path in args.engine if path not in known]
+    for engine in asked:
+        if not available(engine):
+            parser.error(f"engine {engine.key!r} needs {engine.module}, which is not importable")
+    if not args.engines:  # every known engine that this environment can import
+        skipped = [engine.key for engine in ENGINES if not available(engine)]
+        if skipped:
+            print(f"not importable, skipped: {', '.join(skipped)}", file=sys.stderr)
+        asked = [engine for engine in ENGINES if available(engine)] + asked
+    return asked, [workloads[key] for key in args.workloads or workloads]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -167,12 +167,6 @@ def test_bad_inputs():
         losses.hinge([], [])
 
 
-needs_compile = pytest.mark.skipif(
-    not hasattr(arenagrad, "compile"), reason="arenagrad.compile (replay) not in this build"
-)
-
-
-@needs_compile
 def test_losses_under_compiled_replay_match_eager():
     # Traced once (at zeros), replayed on rows that include extreme logits: the stable
     # formulations have no data-dependent branch, so the replay stays finite and exact.

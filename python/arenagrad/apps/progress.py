@@ -50,7 +50,7 @@ def progress(iterable: Iterable[Any], total: int, desc: str, file: TextIO | None
     if not file.isatty():
         return PlainProgress(iterable, total, desc, file)  # a log file gets whole lines, no \r
     try:
-        from tqdm import tqdm  # type: ignore[import-untyped]
+        from tqdm import tqdm
     except ImportError:
         return PlainProgress(iterable, total, desc, file)
     return tqdm(iterable, total=total, desc=desc, file=file, dynamic_ncols=True, leave=True)
