@@ -1,4 +1,5 @@
-"""Docs that run: every ```python block of README.md and docs/*.md is executed.
+"""Docs that run: every ```python block of README.md and docs/*.md is executed, and so is
+every script in examples/.
 
 The blocks of one page run in order, in one namespace (a page's later blocks build on its
 earlier ones), inside a scratch folder (a block may write files). A block that is
@@ -12,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,3 +137,18 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
             assert printed.getvalue().splitlines() == expected, f"{where}: printed output differs"
         ran += 1
     assert ran, f"{page.name}: every python block is marked no-run"
+
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+@pytest.mark.skipif(not EXAMPLES, reason="examples/ is not beside tests/")
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda path: path.name)
+def test_examples_run(script, tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    expected = stated_outputs(script.read_text(encoding="utf-8"))
+    if expected:
+        assert done.stdout.splitlines() == expected, f"{script.name}: printed output differs"
