@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -154,6 +155,12 @@ def test_train_digits_bad_checkpoint_is_one_line(capsys, tmp_path):
     status, _, err = run_main(capsys, "train", "digits", "--epochs", "0", "--load", str(bad))
     assert status == 2
     assert "arenagrad checkpoint" in one_error_line(err)
+    pickled = tmp_path / "model.npz"
+    pickled.write_bytes(pickle.dumps({"params": [1.0, 2.0]}))
+    status, _, err = run_main(capsys, "train", "digits", "--epochs", "0", "--load", str(pickled))
+    assert status == 2
+    line = one_error_line(err)
+    assert "arenagrad checkpoint" in line and "pickle" not in line  # no advice to unpickle
     missing = str(tmp_path / "nope.npz")
     status, out, err = run_main(capsys, "train", "digits", "--epochs", "0", "--load", missing)
     assert status == 2 and out == "" and "nope.npz" in one_error_line(err)

@@ -174,7 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except (ValueError, OSError, MissingExtra) as error:
-        # Bad files and missing extras: one line, not a traceback.
-        message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        parser.exit(2, f"arenagrad: error: {message}\n")
+        parser.exit(2, f"arenagrad: error: {one_line(error)}\n")
     return 0
+
+
+def one_line(error: BaseException) -> str:
+    """The error as one line. Where it wraps a lower-level error and repeats its text (a
+    checkpoint that numpy cannot read), only arenagrad's own words: numpy's advice, such as
+    loading with `allow_pickle`, is not for someone handed a file that is no checkpoint."""
+    message = str(error)
+    cause = error.__cause__
+    if cause is not None and str(cause) and message.endswith(f": {cause}"):
+        message = message[: -len(f": {cause}")]
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
