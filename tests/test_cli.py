@@ -191,7 +191,7 @@ def test_demo_speed_report():
 
     lines = demo.report_speed("micrograd", [0.002, 0.001, 0.001, 0.001], [1.0, 1.2, 1.0, 0.8])
     assert lines[0].endswith("median of 4 interleaved rounds:")
-    assert lines[1].split() == ["arenagrad", "1", "ms"]
+    assert lines[1].split() == ["arenagrad", "1.00", "ms"]
     # Per-round ratios 500, 1200, 1000, 800: median 900, middle half 725 to 1,050.
     assert lines[2].split()[:3] == ["micrograd", "1,000", "ms"]
     assert "900x slower (middle half of the rounds: 725x to 1,050x)" in lines[2]

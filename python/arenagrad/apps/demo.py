@@ -147,7 +147,7 @@ def compare_step_times(
 
 def format_ms(seconds: float) -> str:
     ms = seconds * 1e3
-    return f"{ms:,.0f} ms" if ms >= 100 else f"{ms:.3g} ms"
+    return f"{ms:,.0f} ms" if ms >= 100 else f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
 
 
 def report_speed(name: str, native: list[float], baseline: list[float]) -> list[str]:
