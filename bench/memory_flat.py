@@ -1,4 +1,4 @@
-"""Does a long training loop run in flat memory? (issue 2's lifetime check)
+"""Does a long training loop run in flat memory?
 
 Trains micrograd's demo model (MLP 2-16-16-1, 100 moons samples, max-margin loss, SGD) for
 N steps the way micrograd's notebook does -- the previous step's loss stays alive while the
@@ -13,24 +13,25 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from types import SimpleNamespace
 
 import arenagrad
-from arenagrad import demo, nn
+from arenagrad.apps import demo
 
 
 def main(steps: int) -> None:
-    engine = SimpleNamespace(Value=arenagrad.Value, MLP=nn.MLP, sum=arenagrad.sum)
-    X, y = demo.make_moons(100, 0.1, seed=0)
-    model = demo.build_model(engine, 1)
+    engine = demo.native_engine()
+    X, y = demo.moons(seed=0)
+    model = demo.build_model(engine, seed=1)
     start = time.perf_counter()
     for k in range(steps):
+        # Assigned only once the next graph is built: the old loss keeps its graph alive
+        # meanwhile, so the arena has to compact rather than just truncate.
         total_loss, _ = demo.loss(engine, model, X, y)
         model.zero_grad()
         total_loss.backward()
-        learning_rate = 1.0 - 0.9 * k / steps
+        lr = demo.learning_rate(k, steps)
         for p in model.parameters():
-            p.data -= learning_rate * p.grad
+            p.data -= lr * p.grad
         if k + 1 in (100, 1000, steps):
             peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             stats = arenagrad.arena_stats()

@@ -17,20 +17,14 @@ Every function returns numbers, so other scripts (bench/compare.py) can reuse th
 from __future__ import annotations
 
 import argparse
-import random
 import time
 from collections.abc import Callable
-from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import arenagrad
 import numpy as np
-from arenagrad import demo
-from arenagrad.datasets import make_moons
+from arenagrad.apps import demo
 from arenagrad.nn import MLP
-
-SEED = 1337
-ALPHA = 1e-4  # the demo's L2 weight
 
 
 def seconds_per_call(fn: Callable[[], Any], min_time: float = 0.2, repeats: int = 5) -> float:
@@ -57,13 +51,12 @@ def hinge(model: Any, x0: Any, x1: Any, y: Any) -> Any:
     return (1 + -y * model([x0, x1])).relu()
 
 
-def demo_data(n: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    return make_moons(n_samples=n, noise=0.1, seed=SEED)
+def demo_data(n: int = demo.N_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    return demo.moons(demo.SEED, n)
 
 
 def demo_model() -> MLP:
-    random.seed(SEED)
-    return MLP(2, [16, 16, 1])
+    return demo.build_model(demo.native_engine())
 
 
 class CompiledDemo:
@@ -74,7 +67,9 @@ class CompiledDemo:
         self.model = model
         self.params = model.parameters()
         self.per_sample = arenagrad.compile(lambda x0, x1, y: hinge(model, x0, x1, y), 3)
-        self.reg = arenagrad.compile(lambda: ALPHA * arenagrad.sum([p * p for p in self.params]), 0)
+        self.reg = arenagrad.compile(
+            lambda: demo.ALPHA * arenagrad.sum([p * p for p in self.params]), 0
+        )
 
     def forward_backward(self, Xy: np.ndarray) -> float:
         """Data loss (mean hinge) and its gradients, accumulated into the parameters."""
@@ -178,27 +173,31 @@ def time_demo_train_step(B: int = 100, slow_repeats: int = 3) -> dict[str, float
         ),
     }
 
-    native = SimpleNamespace(Value=arenagrad.Value, MLP=MLP, sum=arenagrad.sum)
     result["arenagrad single-lane replay (whole batch, n_inputs=0)"] = seconds_per_call(
         whole_batch_step(X, y)
     )
-    result["arenagrad eager"] = demo.time_per_step(native, SEED, X, y, steps=20)
-    baseline = micrograd_engine()
-    name = (
-        "micrograd (Karpathy)"
-        if baseline.__name__ == "micrograd"
-        else "arenagrad.reference (pure Python)"
-    )
-    result[name] = demo.time_per_step(baseline, SEED, X, y, steps=slow_repeats)
+    result["arenagrad eager"] = eager_step_time(demo.native_engine(), X, y, steps=20)
+    name, baseline = demo.baseline_engine()
+    result[name] = eager_step_time(baseline, X, y, steps=slow_repeats)
     return result
+
+
+def eager_step_time(engine: Any, X: np.ndarray, y: np.ndarray, steps: int) -> float:
+    """Median seconds per step of the eager demo on `engine`, from a freshly seeded model."""
+    model = demo.build_model(engine)
+    times = []
+    for k in range(steps):
+        start = time.perf_counter()
+        demo.train_step(engine, model, X, y, k, 100)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def whole_batch_step(X: np.ndarray, y: np.ndarray) -> Callable[[], None]:
     """The eager demo's loss traced once as one graph (no inputs: the data are constants) and
     replayed on one lane with the current parameters."""
     model = demo_model()
-    native = SimpleNamespace(Value=arenagrad.Value, MLP=MLP, sum=arenagrad.sum)
-    f = arenagrad.compile(lambda: demo.loss(native, model, X, y)[0], 0)
+    f = arenagrad.compile(lambda: demo.loss(demo.native_engine(), model, X, y)[0], 0)
     params = model.parameters()
 
     def step() -> None:
@@ -209,19 +208,6 @@ def whole_batch_step(X: np.ndarray, y: np.ndarray) -> Callable[[], None]:
             p.data -= 0.5 * p.grad
 
     return step
-
-
-def micrograd_engine() -> ModuleType:
-    """Karpathy's micrograd as a demo engine if installed, else the pure-Python reference."""
-    try:
-        from micrograd import engine, nn
-    except ImportError:
-        from arenagrad import reference
-
-        return reference
-    module = ModuleType("micrograd")
-    module.Value, module.MLP, module.sum = engine.Value, nn.MLP, sum
-    return module
 
 
 # ---------------------------------------------------------------------------- throughput

@@ -10,7 +10,7 @@ import sys
 import time
 
 import arenagrad
-from arenagrad.benchmark import wide_graph
+from compare import wide_graph
 
 
 def main(nodes: int) -> None:

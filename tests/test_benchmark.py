@@ -1,18 +1,26 @@
-"""The benchmark harness (arenagrad.benchmark): a smoke run on tiny sizes and its table.
+"""The benchmark harness (bench/compare.py): a smoke run on tiny sizes and its table.
 
 No timing is asserted: only that every engine/workload cell is filled, the figures are
-positive, the ratios are against the reference, and failures are reported, not raised.
+positive, the ratios are against the reference, failures are reported, not raised, and bad
+command lines stop before any work.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
+import sys
+from pathlib import Path
 
 import pytest
-from arenagrad import benchmark
 
-pytest.importorskip("numpy")
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+if not (BENCH / "compare.py").is_file():
+    pytest.skip("bench/ is not beside tests/ (a source checkout has it)", allow_module_level=True)
+sys.path.insert(0, str(BENCH))
+import compare as benchmark  # noqa: E402
 
 WORKLOADS = "expr,demo16,backward,chain,memory,add"
 
@@ -22,9 +30,6 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
     out = tmp_path_factory.mktemp("bench") / "figures.json"
     argv = ["--quick", "--engines", "arenagrad,reference", "--workloads", WORKLOADS]
     argv += ["--json", str(out)]
-    import contextlib
-    import io
-
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert benchmark.main(argv) == 0
@@ -114,6 +119,44 @@ def test_cells_show_medians_and_ratios():
     assert benchmark.format_cell({"values": [50.0]}, workload, 100.0) == "50.0* (×2.0)"
 
 
-def test_unknown_workload_is_a_usage_error(capsys):
-    assert benchmark.main(["--workloads", "nope"]) == 2
-    assert "unknown workload" in capsys.readouterr().err
+def usage_error(capsys, argv: list[str]) -> str:
+    """Runs the harness on `argv`, which must fail at once: exit 2, one line on stderr."""
+    with pytest.raises(SystemExit) as exit:
+        benchmark.main(argv)
+    assert exit.value.code == 2
+    err = capsys.readouterr()
+    assert err.out == ""  # no table: nothing ran
+    lines = err.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench/compare.py: error:"), err.err
+    return lines[0]
+
+
+def test_unknown_names_are_usage_errors(capsys):
+    assert "unknown workload 'nope'" in usage_error(capsys, ["--workloads", "expr,nope"])
+    assert "unknown engine 'nope'" in usage_error(capsys, ["--engines", "nope"])
+    assert "comma-separated" in usage_error(capsys, ["--engines", ","])
+    line = usage_error(capsys, ["--engine", "no_such_module_anywhere"])
+    assert "not importable" in line
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--bogus"], ["--budget", "x"], ["--budget", "0"], ["--budget", "inf"], ["--seed", "-1"]],
+)
+def test_bad_values_are_usage_errors(capsys, argv):
+    usage_error(capsys, argv)
+
+
+@pytest.mark.parametrize(
+    "option, path, why",
+    [
+        ("--json", "missing-folder/figures.json", "does not exist"),
+        ("--json", ".", "is a folder"),
+        ("--plot", "chart.nope", "format"),
+    ],
+)
+def test_output_paths_are_checked_before_the_run(capsys, tmp_path, monkeypatch, option, path, why):
+    if option == "--plot":
+        pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    assert why in usage_error(capsys, ["--quick", "--workloads", "expr", option, path])

@@ -219,12 +219,6 @@ def test_bad_inputs():
         losses.hinge([], [])
 
 
-needs_compile = pytest.mark.skipif(
-    not hasattr(arenagrad, "compile"), reason="arenagrad.compile (replay) not in this build"
-)
-
-
-@needs_compile
 def test_bce_under_compiled_replay_at_the_largest_logits():
     # Traced at ordinary inputs, replayed on the largest finite logits of both signs: no lane
     # overflows, and each lane equals eager evaluation of the same row.
@@ -240,7 +234,6 @@ def test_bce_under_compiled_replay_at_the_largest_logits():
         assert (dx, dt) == (logit.grad, target.grad) == ((x > 0) - t, -x)
 
 
-@needs_compile
 def test_losses_under_compiled_replay_match_eager():
     # Traced once (at zeros), replayed on rows that include extreme logits: the stable
     # formulations have no data-dependent branch, so the replay stays finite and exact.

@@ -450,7 +450,6 @@ def test_schedules_match_pytorch(ours, theirs):
         sched.step()
 
 
-@pytest.mark.skipif(not hasattr(arenagrad, "compile"), reason="arenagrad.compile not in this build")
 def test_training_through_compiled_replay_matches_eager():
     # The same model trained twice, eagerly and through a compiled per-sample loss: the
     # optimizer only sees .grad, so both runs must agree step for step.

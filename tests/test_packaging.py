@@ -118,6 +118,22 @@ def test_every_submodule_imports():
     assert not failures
 
 
+def test_applications_ship_as_their_own_subpackage():
+    modules = {m.name for m in pkgutil.walk_packages(arenagrad.__path__, prefix="arenagrad.")}
+    apps = {f"arenagrad.apps.{name}" for name in ("cli", "demo", "digits", "progress")}
+    assert apps <= modules, f"missing from the wheel: {sorted(apps - modules)}"
+    assert "arenagrad.benchmark" not in modules  # the harness lives in bench/, not the wheel
+
+
+def test_the_library_does_not_import_the_applications():
+    code = "import sys, arenagrad; print(sorted(m for m in sys.modules if '.apps' in m))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_console_script_points_at_main():
     (script,) = importlib.metadata.entry_points(group="console_scripts", name="arenagrad")
     assert script.load() is importlib.import_module("arenagrad.__main__").main

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 arenagrad = pytest.importorskip("arenagrad")
 from arenagrad import reference  # noqa: E402
+from arenagrad.apps.demo import build_model  # noqa: E402
 from arenagrad.datasets import make_moons  # noqa: E402
-from arenagrad.demo import build_model  # noqa: E402
 from arenagrad.nn import MLP  # noqa: E402
 
 # The native engine as a namespace like `reference` (Value, sum, linear, MLP).
@@ -399,7 +399,7 @@ def test_demo_mlp_per_sample_loss_matches_eager():
 def test_demo_training_loop_matches_eager_demo():
     """Five SGD steps of micrograd's demo (hinge loss + L2) with compiled replay give the
     same parameters as the eager demo's train_step."""
-    from arenagrad import demo
+    from arenagrad.apps import demo
 
     X, y = make_moons(n_samples=40, noise=0.1, seed=5)
     eager = build_model(native, seed=11)

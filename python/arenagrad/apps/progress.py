@@ -1,6 +1,8 @@
-"""A progress bar for the command-line demos: tqdm when it is installed, else a plain line.
+"""A progress bar for the command line: tqdm on a terminal when it is installed, else plain
+lines (and always plain lines in a log file, which tqdm would fill with
+one carriage-return-separated line).
 
-bar = progress(range(steps), desc="training")
+bar = progress(range(steps), total=steps, desc="training")
 for k in bar:
     ...
     bar.set_postfix_str(f"loss {loss:.4f}")
@@ -45,8 +47,10 @@ class PlainProgress:
 
 def progress(iterable: Iterable[Any], total: int, desc: str, file: TextIO | None = None) -> Any:
     file = sys.stderr if file is None else file
+    if not file.isatty():
+        return PlainProgress(iterable, total, desc, file)  # a log file gets whole lines, no \r
     try:
-        from tqdm import tqdm  # type: ignore[import-untyped]
+        from tqdm import tqdm
     except ImportError:
         return PlainProgress(iterable, total, desc, file)
     return tqdm(iterable, total=total, desc=desc, file=file, dynamic_ncols=True, leave=True)

@@ -118,7 +118,7 @@ def _resume(
 
 
 def build_model(seed: int) -> Any:
-    from .nn import MLP
+    from ..nn import MLP
 
     random.seed(seed)  # micrograd's nn draws its initial weights from Python's `random`
     model = MLP(N_PIXELS, [32, N_CLASSES])
@@ -163,15 +163,9 @@ def train(
     limit: int | None = None,
 ) -> float:
     """Train (or resume), print progress and a confusion summary; returns held-out accuracy."""
-    from . import checkpoint, losses, optim
+    from .. import checkpoint, losses, optim
+    from ..compile import compile
     from .progress import progress
-
-    try:
-        from .compile import compile
-    except ImportError:
-        raise MissingExtra(
-            "train digits needs arenagrad.compile (compiled replay), which this build lacks"
-        ) from None
 
     X_train, y_train, X_test, y_test = load_data(seed)
     this_split = split_record(seed, len(X_train) + len(X_test))
