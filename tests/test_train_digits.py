@@ -40,7 +40,7 @@ def ok(capsys, *args):
 
 def refused(capsys, *args):
     status, out, err = cli(capsys, *args)
-    assert status == 1, out
+    assert status == 2, out
     lines = err.strip().splitlines()
     assert len(lines) == 1, err  # one line, no traceback
     return lines[0]
