@@ -97,7 +97,8 @@ public:
         return binary(k_is_int ? Op::PowConstInt : Op::PowConst, a, exponent);
     }
 
-    // b + sum_i w[i] * x[i], summed left to right exactly like micrograd's Neuron.
+    // Linear ([b, w0, x0, ...]) and Sum nodes, their values folded in operand order by the
+    // op table's rules (so with micrograd's rounding).
     NodeId linear(NodeId b, const NodeId* w, const NodeId* x, std::size_t n) {
         return linear(b, n, [w](std::size_t i) { return w[i]; }, [x](std::size_t i) { return x[i]; });
     }
@@ -106,36 +107,37 @@ public:
     // leaves (for numbers) but must run no Python code: the ids go straight to the side table.
     template <typename WeightId, typename InputId>
     NodeId linear(NodeId b, std::size_t n, WeightId weight, InputId input) {
+        using Rule = rules::Linear;
         const std::size_t offset = nary.size(), count = 2 * n + 1;
         reserve_nary(count);
         NodeId* operands = nary.data() + offset;  // leaf pushes never move the side table
         operands[0] = b;
-        double acc = data[b];
+        double acc = Rule::start(data[b]);
         for (std::size_t i = 0; i < n; ++i) {
             const NodeId w = weight(i), x = input(i);
             operands[1 + 2 * i] = w;
             operands[2 + 2 * i] = x;
-            acc = acc + data[w] * data[x];
+            acc = Rule::step(acc, data[w], data[x]);
         }
         nary.resize(offset + count);
         return push_nary(Op::Linear, offset, count, acc);
     }
 
-    // sum_i v[i], starting from 0.0 like Python's sum().
     NodeId sum(const NodeId* v, std::size_t n) {
         return sum(n, [v](std::size_t i) { return v[i]; });
     }
 
     template <typename ValueId>
     NodeId sum(std::size_t n, ValueId value) {
+        using Rule = rules::Sum;
         const std::size_t offset = nary.size();
         reserve_nary(n);
         NodeId* operands = nary.data() + offset;
-        double acc = 0.0;
+        double acc = Rule::start();
         for (std::size_t i = 0; i < n; ++i) {
             const NodeId v = value(i);
             operands[i] = v;
-            acc = acc + data[v];
+            acc = Rule::step(acc, data[v]);
         }
         nary.resize(offset + n);
         return push_nary(Op::Sum, offset, n, acc);
@@ -144,75 +146,10 @@ public:
     // ---- the reverse sweep ----------------------------------------------------------
     // micrograd's backward: root.grad = 1, then each node reachable from the root adds
     // local_derivative * its grad into its operands, in reverse topological order.
-    void backward(NodeId root) {
-        scratch_.assign(std::size_t(root) + 1, Mark::No);  // reached[i]: is node i reachable?
-        Mark* const reached = scratch_.data();
-        reached[root] = Mark::Yes;
-        grad[root] = 1.0;
-        // Raw pointers in locals: a flag store is a byte store, which C++ lets alias any object,
-        // so with members the compiler would reload every array's pointer at every node.
-        const Op* const ops = op.data();
-        const NodeId* const first = lhs.data();
-        const NodeId* const second = rhs.data();
-        const NodeId* const operand_lists = nary.data();
-        const double* const values = data.data();
-        double* const grads = grad.data();
-        for (std::size_t i = std::size_t(root) + 1; i-- > 0;) {
-            const Op o = ops[i];
-            if (o == Op::Leaf || reached[i] == Mark::No) continue;
-            const double g = grads[i];
-            const NodeId a = first[i], b = second[i];
-            // The commonest ops are spelled out here (same arithmetic as derivatives():
-            // 1.0 * g == g and -1.0 * g == -g exactly), which halves the work per node of
-            // the generic path; every other op goes through the shared table. Tested in order
-            // of frequency, Add first: written as a switch, every node took an indirect jump
-            // through a table, which the CPU predicted worse (~1 ns per node more on the
-            // benchmark graph).
-            if (o == Op::Add) {
-                grads[a] += g;
-                grads[b] += g;
-                reached[a] = reached[b] = Mark::Yes;
-            } else if (o == Op::Mul) {
-                const double x = values[a], y = values[b];
-                grads[a] += y * g;
-                grads[b] += x * g;
-                reached[a] = reached[b] = Mark::Yes;
-            } else if (o == Op::Linear) {
-                const NodeId* operands = operand_lists + a;
-                const std::size_t n = (b - 1) / 2;
-                grads[operands[0]] += g;
-                reached[operands[0]] = Mark::Yes;
-                for (std::size_t k = 0; k < n; ++k) {
-                    const NodeId w = operands[1 + 2 * k], x = operands[2 + 2 * k];
-                    grads[w] += values[x] * g;
-                    grads[x] += values[w] * g;
-                    reached[w] = reached[x] = Mark::Yes;
-                }
-            } else if (o == Op::Relu) {
-                grads[a] += (values[i] > 0 ? 1.0 : 0.0) * g;
-                reached[a] = Mark::Yes;
-            } else if (o == Op::Sum) {
-                const NodeId* operands = operand_lists + a;
-                for (std::size_t k = 0; k < b; ++k) {
-                    grads[operands[k]] += g;
-                    reached[operands[k]] = Mark::Yes;
-                }
-            } else if (o == Op::Sub) {
-                grads[a] += g;
-                grads[b] += -g;
-                reached[a] = reached[b] = Mark::Yes;
-            } else {
-                double da, db;
-                derivatives(o, values[a], values[b], values[i], da, db);
-                grads[a] += da * g;
-                reached[a] = Mark::Yes;
-                if (is_binary(o)) {
-                    grads[b] += db * g;
-                    reached[b] = Mark::Yes;
-                }
-            }
-        }
-    }
+    void backward(NodeId root) { sweep<false>(root); }
+
+    // The same sweep without the fast paths (sweep.hpp): tests compare the two on every op.
+    void backward_generic(NodeId root) { sweep<true>(root); }
 
     // Operands of a node, for `_prev` (PowConst's exponent leaf is not one).
     template <typename Visit>
@@ -319,6 +256,12 @@ private:
 
     enum class Mark : std::uint8_t { No, Yes };  // a flag per node
     PodArray<Mark> scratch_;  // reached/keep flags, reused between sweeps
+
+    // The reverse sweep, in sweep.hpp. Generic: no fast paths.
+    struct Sweep;
+    template <bool Generic>
+    void sweep(NodeId root);
+
     std::size_t live_handles_ = 0;
     std::size_t compactions_ = 0;
     std::size_t compact_at_ = kMinCompactSize;
@@ -414,3 +357,6 @@ inline Arena& arena() {
 }
 
 }  // namespace arenagrad
+
+// Arena::sweep, the reverse sweep behind backward(), in a header of its own.
+#include "sweep.hpp"

@@ -1,142 +1,315 @@
-// The op table: every op's forward formula and local derivatives, written once.
+// The op table: every op a graph can hold, with its forward formula and local derivatives.
 //
-// The eager arena (arena.hpp), the batched replay (replay.hpp) and the CUDA kernels
-// (cuda/elementwise.cu) all call these functions, so an op is defined in exactly one place.
-// docs/semantics.md is the human-readable version of this file, and
-// python/arenagrad/reference.py is its pure-Python twin: change all three together.
+// AG_OPS is the one list of ops. Everything that depends on the set of ops is generated from
+// it: the Op enum, the arity predicates, forward(), derivatives(), op_name(), visit() (the
+// switch through which the eager sweep and the replays reach per-op code) and Python's
+// arenagrad._core.op_table. Each row names its rule, a struct in `rules` below holding the
+// formulas; a row without a rule, or a rule without the functions its kind needs, does not
+// compile. So an op cannot be half-added: it is computed everywhere or nowhere.
+//
+// docs/semantics.md is the human-readable contract of this table, reference.py's OPS its
+// pure-Python twin, and docs/architecture.md walks through adding an op.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define AG_HOST_DEVICE __host__ __device__
+// For host-device templates that host-only code also instantiates with host-only callables.
+#define AG_ANY_CALLABLE _Pragma("nv_exec_check_disable")
 #else
 #define AG_HOST_DEVICE
+#define AG_ANY_CALLABLE
 #endif
 
 namespace arenagrad {
 
+// How a node holds its operands (the arena's lhs/rhs, a tape's a/b):
+//   Unary   one operand that receives a gradient, in lhs; rhs repeats it, except for PowConst,
+//           whose rhs is its exponent: a leaf that is read but, as in micrograd's `x ** k`,
+//           never receives a gradient
+//   Binary  two operands, lhs and rhs
+//   Nary    an operand list in the side table: lhs is its offset, rhs its length
+enum class Kind : std::uint8_t { Leaf, Unary, Binary, Nary };
+
+// X(Enum, kind, name, symbol): Op::Enum, of that kind, computed by rules::Enum. `name` is its
+// identifier in arenagrad._core.op_table, reference.OPS and the tests' tables; `symbol` is
+// micrograd's `_op` string (for PowConst the binding appends the exponent).
+// clang-format off
+#define AG_OPS(X)                                      \
+    X(Add,         Binary, "add",           "+")       \
+    X(Sub,         Binary, "sub",           "-")       \
+    X(Mul,         Binary, "mul",           "*")       \
+    X(Div,         Binary, "div",           "/")       \
+    X(Neg,         Unary,  "neg",           "neg")     \
+    X(PowConst,    Unary,  "pow_const",     "**")      \
+    X(PowConstInt, Unary,  "pow_const_int", "**")      \
+    X(Pow,         Binary, "pow",           "**")      \
+    X(Relu,        Unary,  "relu",          "ReLU")    \
+    X(Tanh,        Unary,  "tanh",          "tanh")    \
+    X(Exp,         Unary,  "exp",           "exp")     \
+    X(Log,         Unary,  "log",           "log")     \
+    X(Sigmoid,     Unary,  "sigmoid",       "sigmoid") \
+    X(Abs,         Unary,  "abs",           "abs")     \
+    X(Sqrt,        Unary,  "sqrt",          "sqrt")    \
+    X(Linear,      Nary,   "linear",        "linear")  \
+    X(Sum,         Nary,   "sum",           "sum")
+// clang-format on
+
 enum class Op : std::uint8_t {
-    Leaf,         // an input or a parameter: no operands
-    Add,          // a + b
-    Sub,          // a - b
-    Mul,          // a * b
-    Div,          // a / b
-    Neg,          // -a
-    PowConst,     // a ** k, k a float constant stored in a leaf (no gradient flows to it)
-    PowConstInt,  // same formula; only remembers that k was a Python int, for `_op`
-    Pow,          // a ** b, both Values
-    Relu,
-    Tanh,
-    Exp,
-    Log,
-    Sigmoid,
-    Abs,
-    Sqrt,
-    Linear,       // b + sum_i w_i * x_i, operands in the n-ary side table: [b, w0, x0, w1, x1, ...]
-    Sum,          // sum_i v_i, operands in the n-ary side table
+    Leaf,  // an input or a parameter: no operands
+#define AG_ENUMERATOR(E, ...) E,
+    AG_OPS(AG_ENUMERATOR)
+#undef AG_ENUMERATOR
 };
 
-// Ops whose operands live in the n-ary side table instead of lhs/rhs.
-AG_HOST_DEVICE inline bool is_nary(Op op) { return op == Op::Linear || op == Op::Sum; }
+// ---- the rules -----------------------------------------------------------------------------
 
-// Ops with exactly one differentiable operand (lhs). PowConst reads rhs but never
-// sends it a gradient, exactly like micrograd's `x ** k`.
-AG_HOST_DEVICE inline bool is_unary(Op op) {
-    switch (op) {
-        case Op::Neg: case Op::PowConst: case Op::PowConstInt: case Op::Relu: case Op::Tanh:
-        case Op::Exp: case Op::Log: case Op::Sigmoid: case Op::Abs: case Op::Sqrt:
-            return true;
-        default:
-            return false;
-    }
-}
+// The local derivatives of a two-operand op or term.
+struct Partials {
+    double da, db;
+};
 
-AG_HOST_DEVICE inline bool is_binary(Op op) {
-    return op == Op::Add || op == Op::Sub || op == Op::Mul || op == Op::Div || op == Op::Pow;
-}
+// A local derivative that is exactly 1: the sweeps pass the upstream gradient through
+// unchanged (1.0 * g == g for every double, nan and infinities included), and the replays
+// need no scratch row for it.
+struct One {};
+AG_HOST_DEVICE constexpr double operator*(One, double g) { return g; }
 
 AG_HOST_DEVICE inline double stable_sigmoid(double a) {
     // Two branches so exp never overflows: for a < 0, exp(-a) could be inf.
     if (a >= 0) return 1.0 / (1.0 + std::exp(-a));
-    double e = std::exp(a);
+    const double e = std::exp(a);
     return e / (1.0 + e);
 }
 
-// Forward value of a unary or binary op (b is ignored by unary ops other than PowConst).
+namespace rules {
+
+// Unary and binary ops: forward(a, b) gives the node's value `out`; the local derivatives come
+// from the operands and `out`: derivative(a, b, out) -> d(out)/da for unary ops,
+// derivatives(a, b, out) -> {d(out)/da, d(out)/db} for binary ones. A unary op's b is its
+// operand again (PowConst's: the exponent). The sweeps then do `grad_a += d * grad_out`, as
+// micrograd does.
+
+struct Add {
+    AG_HOST_DEVICE static double forward(double a, double b) { return a + b; }
+    AG_HOST_DEVICE static Partials derivatives(double, double, double) { return {1.0, 1.0}; }
+};
+
+struct Sub {
+    AG_HOST_DEVICE static double forward(double a, double b) { return a - b; }
+    AG_HOST_DEVICE static Partials derivatives(double, double, double) { return {1.0, -1.0}; }
+};
+
+struct Mul {
+    AG_HOST_DEVICE static double forward(double a, double b) { return a * b; }
+    AG_HOST_DEVICE static Partials derivatives(double a, double b, double) { return {b, a}; }
+};
+
+struct Div {
+    AG_HOST_DEVICE static double forward(double a, double b) { return a / b; }
+    AG_HOST_DEVICE static Partials derivatives(double a, double b, double) { return {1.0 / b, -a / (b * b)}; }
+};
+
+struct Neg {
+    AG_HOST_DEVICE static double forward(double a, double) { return -a; }
+    AG_HOST_DEVICE static double derivative(double, double, double) { return -1.0; }
+};
+
+struct PowConst {  // a ** k, with k a number
+    AG_HOST_DEVICE static double forward(double a, double k) { return std::pow(a, k); }
+    AG_HOST_DEVICE static double derivative(double a, double k, double) { return k * std::pow(a, k - 1.0); }
+};
+
+struct PowConstInt : PowConst {};  // the same op; only remembers that k was an int, for `_op`
+
+struct Pow {  // a ** b, both Values
+    AG_HOST_DEVICE static double forward(double a, double b) { return std::pow(a, b); }
+    AG_HOST_DEVICE static Partials derivatives(double a, double b, double out) {
+        // d/db a^b = a^b ln a; at a == 0 with b >= 0 the limit is 0 (PyTorch's choice too)
+        return {b * std::pow(a, b - 1.0), (a == 0.0 && b >= 0.0) ? 0.0 : out * std::log(a)};
+    }
+};
+
+struct Relu {
+    // micrograd's `0 if x < 0 else x`, which keeps nan and -0.0
+    AG_HOST_DEVICE static double forward(double a, double) { return a < 0 ? 0.0 : a; }
+    AG_HOST_DEVICE static double derivative(double, double, double out) { return out > 0 ? 1.0 : 0.0; }
+};
+
+struct Tanh {
+    AG_HOST_DEVICE static double forward(double a, double) { return std::tanh(a); }
+    AG_HOST_DEVICE static double derivative(double, double, double out) { return 1.0 - out * out; }
+};
+
+struct Exp {
+    AG_HOST_DEVICE static double forward(double a, double) { return std::exp(a); }
+    AG_HOST_DEVICE static double derivative(double, double, double out) { return out; }
+};
+
+struct Log {
+    AG_HOST_DEVICE static double forward(double a, double) { return std::log(a); }
+    AG_HOST_DEVICE static double derivative(double a, double, double) { return 1.0 / a; }
+};
+
+struct Sigmoid {
+    AG_HOST_DEVICE static double forward(double a, double) { return stable_sigmoid(a); }
+    AG_HOST_DEVICE static double derivative(double, double, double out) { return out * (1.0 - out); }
+};
+
+struct Abs {
+    AG_HOST_DEVICE static double forward(double a, double) { return std::fabs(a); }
+    AG_HOST_DEVICE static double derivative(double a, double, double) {
+        return a > 0 ? 1.0 : a < 0 ? -1.0 : a == 0 ? 0.0 : a;  // nan stays nan
+    }
+};
+
+struct Sqrt {
+    AG_HOST_DEVICE static double forward(double a, double) { return std::sqrt(a); }
+    AG_HOST_DEVICE static double derivative(double, double, double out) { return 0.5 / out; }
+};
+
+// N-ary ops: operands [head..., term_0..., term_1..., ...]: `head` leading operands (0 or 1),
+// then terms of `term` operands (1 or 2) each. The forward value is a fold in operand order,
+//   acc = start(head...); acc = step(acc, term...) for each term,
+// so its rounding is fixed by the table. The local derivatives are d_head(head..., out) and
+// d_term(term..., out) (Partials for two-operand terms).
+
+// [b, w0, x0, w1, x1, ...] -> b + w0 * x0 + w1 * x1 + ...: micrograd's Neuron,
+// `sum((wi * xi for ...), b)`, fused into one node with the same rounding.
+struct Linear {
+    static constexpr unsigned head = 1, term = 2;
+    AG_HOST_DEVICE static constexpr double start(double b) { return b; }
+    AG_HOST_DEVICE static constexpr double step(double acc, double w, double x) { return acc + w * x; }
+    AG_HOST_DEVICE static constexpr One d_head(double, double) { return {}; }
+    AG_HOST_DEVICE static constexpr Partials d_term(double w, double x, double) { return {x, w}; }
+};
+
+// [v0, v1, ...] -> 0.0 + v0 + v1 + ..., in the order of Python's sum().
+struct Sum {
+    static constexpr unsigned head = 0, term = 1;
+    AG_HOST_DEVICE static constexpr double start() { return 0.0; }
+    AG_HOST_DEVICE static constexpr double step(double acc, double v) { return acc + v; }
+    AG_HOST_DEVICE static constexpr One d_term(double, double) { return {}; }
+};
+
+struct Leaf {};
+
+}  // namespace rules
+
+// ---- generated from the table ----------------------------------------------------------------
+
+// What code instantiated per op needs to know about op O at compile time.
+template <Op O>
+struct OpInfo;
+
+template <>
+struct OpInfo<Op::Leaf> {
+    static constexpr Op op = Op::Leaf;
+    static constexpr Kind kind = Kind::Leaf;
+    using Rule = rules::Leaf;
+};
+
+#define AG_OP_INFO(E, K, ...)                  \
+    template <>                                \
+    struct OpInfo<Op::E> {                     \
+        static constexpr Op op = Op::E;        \
+        static constexpr Kind kind = Kind::K;  \
+        using Rule = rules::E;                 \
+    };
+AG_OPS(AG_OP_INFO)
+#undef AG_OP_INFO
+
+// Calls f(OpInfo<op>{}) and returns its result: the one switch over ops, through which code
+// instantiated per op (the sweeps' and replays' node steps) is reached.
+AG_ANY_CALLABLE
+template <typename F>
+AG_HOST_DEVICE inline decltype(auto) visit(Op op, F&& f) {
+    switch (op) {
+        case Op::Leaf: return f(OpInfo<Op::Leaf>{});
+#define AG_VISIT_CASE(E, ...) \
+    case Op::E: return f(OpInfo<Op::E>{});
+        AG_OPS(AG_VISIT_CASE)
+#undef AG_VISIT_CASE
+    }
+    return f(OpInfo<Op::Leaf>{});  // unreachable: every enumerator has its case
+}
+
+AG_HOST_DEVICE constexpr Kind kind_of(Op op) {
+    switch (op) {
+        case Op::Leaf: return Kind::Leaf;
+#define AG_KIND_CASE(E, K, ...) \
+    case Op::E: return Kind::K;
+        AG_OPS(AG_KIND_CASE)
+#undef AG_KIND_CASE
+    }
+    return Kind::Leaf;
+}
+
+AG_HOST_DEVICE constexpr bool is_nary(Op op) { return kind_of(op) == Kind::Nary; }
+AG_HOST_DEVICE constexpr bool is_unary(Op op) { return kind_of(op) == Kind::Unary; }
+AG_HOST_DEVICE constexpr bool is_binary(Op op) { return kind_of(op) == Kind::Binary; }
+
+// Whether a local derivative's type says it is exactly 1 (see One).
+template <typename D>
+constexpr bool is_one = std::is_same<D, One>::value;
+
+// The forward value of a unary or binary op (b: see the rules). Leaves and n-ary ops have no
+// two-operand form: nan, so a misuse shows instead of passing for a number.
+template <typename I>
+AG_HOST_DEVICE inline double forward_of(double a, double b) {
+    if constexpr (I::kind == Kind::Unary || I::kind == Kind::Binary)
+        return I::Rule::forward(a, b);
+    else
+        return std::nan("");
+}
+
 AG_HOST_DEVICE inline double forward(Op op, double a, double b) {
-    switch (op) {
-        case Op::Add: return a + b;
-        case Op::Sub: return a - b;
-        case Op::Mul: return a * b;
-        case Op::Div: return a / b;
-        case Op::Neg: return -a;
-        case Op::PowConst:
-        case Op::PowConstInt:
-        case Op::Pow: return std::pow(a, b);
-        case Op::Relu: return a < 0 ? 0.0 : a;  // micrograd: 0 if x < 0 else x (keeps nan and -0.0)
-        case Op::Tanh: return std::tanh(a);
-        case Op::Exp: return std::exp(a);
-        case Op::Log: return std::log(a);
-        case Op::Sigmoid: return stable_sigmoid(a);
-        case Op::Abs: return std::fabs(a);
-        case Op::Sqrt: return std::sqrt(a);
-        default: return 0.0;  // Leaf, Linear, Sum are not computed here
-    }
+    return visit(op, [&](auto info) { return forward_of<decltype(info)>(a, b); });
 }
 
-// Local derivatives d(out)/da and d(out)/db of a unary or binary op. The caller does
-// `grad_a += da * grad_out`, as micrograd does.
-AG_HOST_DEVICE inline void derivatives(Op op, double a, double b, double out, double& da,
-                                       double& db) {
-    da = 0.0;
-    db = 0.0;
-    switch (op) {
-        case Op::Add: da = 1.0; db = 1.0; break;
-        case Op::Sub: da = 1.0; db = -1.0; break;
-        case Op::Mul: da = b; db = a; break;
-        case Op::Div: da = 1.0 / b; db = -a / (b * b); break;
-        case Op::Neg: da = -1.0; break;
-        case Op::PowConst:
-        case Op::PowConstInt: da = b * std::pow(a, b - 1.0); break;
-        case Op::Pow:
-            da = b * std::pow(a, b - 1.0);
-            // d/db a^b = a^b ln a; at a == 0 with b >= 0 the limit is 0 (PyTorch's choice too)
-            db = (a == 0.0 && b >= 0.0) ? 0.0 : out * std::log(a);
-            break;
-        case Op::Relu: da = out > 0 ? 1.0 : 0.0; break;
-        case Op::Tanh: da = 1.0 - out * out; break;
-        case Op::Exp: da = out; break;
-        case Op::Log: da = 1.0 / a; break;
-        case Op::Sigmoid: da = out * (1.0 - out); break;
-        case Op::Abs: da = a > 0 ? 1.0 : a < 0 ? -1.0 : a == 0 ? 0.0 : a; break;  // nan stays nan
-        case Op::Sqrt: da = 0.5 / out; break;
-        default: break;
-    }
+// Local derivatives d(out)/da and d(out)/db of a unary or binary op (db = 0 for unary ops);
+// nan for leaves and n-ary ops, as forward(). The caller does `grad_a += da * grad_out`.
+template <typename I>
+AG_HOST_DEVICE inline Partials derivatives_of(double a, double b, double out) {
+    if constexpr (I::kind == Kind::Unary)
+        return {I::Rule::derivative(a, b, out), 0.0};
+    else if constexpr (I::kind == Kind::Binary)
+        return I::Rule::derivatives(a, b, out);
+    else
+        return {std::nan(""), std::nan("")};
 }
 
-// micrograd's `_op` strings (PowConst's is built from its exponent by the binding).
+AG_HOST_DEVICE inline void derivatives(Op op, double a, double b, double out, double& da, double& db) {
+    const Partials d = visit(op, [&](auto info) { return derivatives_of<decltype(info)>(a, b, out); });
+    da = d.da;
+    db = d.db;
+}
+
+// The table's rows, for code that lists the ops (the Python binding).
+struct OpRow {
+    Kind kind;
+    const char* name;
+    const char* symbol;
+};
+
+#define AG_OP_ROW(E, K, NAME, SYMBOL) OpRow{Kind::K, NAME, SYMBOL},
+inline constexpr OpRow kOpRows[] = {AG_OPS(AG_OP_ROW)};
+#undef AG_OP_ROW
+
+// micrograd's `_op` string of an op ('' for a leaf; PowConst's exponent is appended by the
+// binding).
 inline const char* op_name(Op op) {
     switch (op) {
         case Op::Leaf: return "";
-        case Op::Add: return "+";
-        case Op::Sub: return "-";
-        case Op::Mul: return "*";
-        case Op::Div: return "/";
-        case Op::Neg: return "neg";
-        case Op::PowConst: case Op::PowConstInt: case Op::Pow: return "**";
-        case Op::Relu: return "ReLU";
-        case Op::Tanh: return "tanh";
-        case Op::Exp: return "exp";
-        case Op::Log: return "log";
-        case Op::Sigmoid: return "sigmoid";
-        case Op::Abs: return "abs";
-        case Op::Sqrt: return "sqrt";
-        case Op::Linear: return "linear";
-        case Op::Sum: return "sum";
+#define AG_SYMBOL_CASE(E, K, NAME, SYMBOL) \
+    case Op::E: return SYMBOL;
+        AG_OPS(AG_SYMBOL_CASE)
+#undef AG_SYMBOL_CASE
     }
-    return "?";
+    return "";
 }
 
 }  // namespace arenagrad

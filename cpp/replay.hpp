@@ -4,9 +4,10 @@
 // the block (value s of lane l is val[s * stride + l]). The CPU driver (replay_cpu.hpp) walks
 // tiles of up to 64 lanes whose rows stay in L2; the CUDA kernels (cuda/elementwise.cu) walk a
 // block of one lane per thread inside rows that span the whole batch, so neighbouring threads
-// touch neighbouring memory. Both call the functions below: the per-lane arithmetic is the op
-// table's forward()/derivatives(), in the same order as the eager arena, so a lane's values
-// and its inputs' gradients are those of evaluating the function eagerly on that lane.
+// touch neighbouring memory. Both call the functions below, which reach each node's code
+// through the op table's visit(): the per-lane arithmetic is the table's rules (ops.hpp), in
+// the same order as the eager arena, so a lane's values and its inputs' gradients are those of
+// evaluating the function eagerly on that lane.
 //
 // Gradients for invariant slots (parameters, constants) are one number shared by all lanes:
 // each node hands its per-lane contributions to a Sink, which sums them over the block (CPU)
@@ -20,11 +21,6 @@
 #include "tape.hpp"
 
 namespace arenagrad {
-
-// The ops computed by forward()/derivatives() (everything but Leaf and the n-ary ops).
-#define AG_ELEMENTWISE_OPS(X) \
-    X(Add) X(Sub) X(Mul) X(Div) X(Neg) X(PowConst) X(PowConstInt) X(Pow) X(Relu) X(Tanh) X(Exp) X(Log) \
-    X(Sigmoid) X(Abs) X(Sqrt)
 
 // The memory of one block of lanes.
 struct Lanes {
@@ -66,45 +62,44 @@ AG_HOST_DEVICE inline void for_lanes(Operand a, Operand b, unsigned n, F f) {
 
 // ---- forward -------------------------------------------------------------------------
 
-template <Op O>
-AG_HOST_DEVICE inline void forward_op(double* out, Operand a, Operand b, unsigned n) {
-    for_lanes(a, b, n, [&](unsigned l, double av, double bv) { out[l] = forward(O, av, bv); });
+// Unary and binary ops: the rule's forward(a, b) for every lane.
+template <typename Rule>
+AG_HOST_DEVICE inline void forward_elementwise(double* out, Operand a, Operand b, unsigned n) {
+    for_lanes(a, b, n, [&](unsigned l, double av, double bv) { out[l] = Rule::forward(av, bv); });
 }
 
+// N-ary ops: the rule's fold, one operand (or term) at a time over all the lanes.
+template <typename Rule>
+AG_HOST_DEVICE inline void forward_fold(double* out, const Lanes& x, const std::uint32_t* ops, std::uint32_t count) {
+    static_assert(Rule::head <= 1 && Rule::term >= 1 && Rule::term <= 2, "a fold shape the replay knows");
+    if constexpr (Rule::head == 0) {
+        for (unsigned l = 0; l < x.n; ++l) out[l] = Rule::start();
+    } else {
+        const Operand h = operand(x, ops[0]);
+        for_lanes(h, h, x.n, [&](unsigned l, double hv, double) { out[l] = Rule::start(hv); });
+    }
+    for (std::uint32_t k = Rule::head; k + Rule::term <= count; k += Rule::term) {
+        const Operand u = operand(x, ops[k]), v = operand(x, ops[k + Rule::term - 1]);
+        if constexpr (Rule::term == 1)
+            for_lanes(u, u, x.n, [&](unsigned l, double uv, double) { out[l] = Rule::step(out[l], uv); });
+        else
+            for_lanes(u, v, x.n, [&](unsigned l, double uv, double vv) { out[l] = Rule::step(out[l], uv, vv); });
+    }
+}
+
+template <Op O>
 AG_HOST_DEVICE inline void forward_node(const TapeView& t, const Lanes& x, std::uint32_t i) {
+    using Info = OpInfo<O>;
     double* out = x.val + std::size_t(i) * x.stride;
-    const unsigned n = x.n;
-    const Op o = t.op[i];
-    if (o == Op::Linear) {  // acc = b; acc = acc + w_k * x_k, in micrograd's order
-        const std::uint32_t* ops = t.nary + t.a[i];
-        const Operand bias = operand(x, ops[0]);
-        for_lanes(bias, bias, n, [&](unsigned l, double bv, double) { out[l] = bv; });
-        for (std::uint32_t k = 1; k + 1 < t.b[i]; k += 2)
-            for_lanes(operand(x, ops[k]), operand(x, ops[k + 1]), n,
-                      [&](unsigned l, double w, double v) { out[l] = out[l] + w * v; });
-        return;
-    }
-    if (o == Op::Sum) {  // acc = 0.0; acc = acc + v_k
-        const std::uint32_t* ops = t.nary + t.a[i];
-        for (unsigned l = 0; l < n; ++l) out[l] = 0.0;
-        for (std::uint32_t k = 0; k < t.b[i]; ++k) {
-            const Operand v = operand(x, ops[k]);
-            for_lanes(v, v, n, [&](unsigned l, double a, double) { out[l] = out[l] + a; });
-        }
-        return;
-    }
-    const Operand a = operand(x, t.a[i]), b = operand(x, t.b[i]);
-    switch (o) {
-#define AG_FORWARD_CASE(name) \
-    case Op::name: forward_op<Op::name>(out, a, b, n); break;
-        AG_ELEMENTWISE_OPS(AG_FORWARD_CASE)
-#undef AG_FORWARD_CASE
-        default: break;
-    }
+    if constexpr (Info::kind == Kind::Nary)
+        forward_fold<typename Info::Rule>(out, x, t.nary + t.a[i], t.b[i]);
+    else if constexpr (Info::kind != Kind::Leaf)  // a tape's leaves are its filled slots, never its ops
+        forward_elementwise<typename Info::Rule>(out, operand(x, t.a[i]), operand(x, t.b[i]), x.n);
 }
 
 AG_HOST_DEVICE inline void forward_sweep(const TapeView& t, const Lanes& x) {
-    for (std::uint32_t i = t.n_in; i < t.n_slots; ++i) forward_node(t, x, i);
+    for (std::uint32_t i = t.n_in; i < t.n_slots; ++i)
+        visit(t.op[i], [&](auto info) { forward_node<decltype(info)::op>(t, x, i); });
 }
 
 // ---- backward ------------------------------------------------------------------------
@@ -127,66 +122,101 @@ AG_HOST_DEVICE inline void accumulate(const Lanes& x, Sink& sink, std::uint32_t 
     for (unsigned l = 0; l < x.n; ++l) g[l] += c[l];
 }
 
-// W: the most lanes a block can have (sizes the per-node scratch rows).
-template <Op O, int W, typename Sink>
-AG_HOST_DEVICE inline void backward_op(const Lanes& x, Sink& sink, const double* out, const double* g,
-                                       std::uint32_t ra, std::uint32_t rb) {
-    double ca[W], cb[W];
-    for_lanes(operand(x, ra), operand(x, rb), x.n, [&](unsigned l, double av, double bv) {
-        double da, db;
-        derivatives(O, av, bv, out[l], da, db);
-        ca[l] = da * g[l];
-        cb[l] = db * g[l];
-    });
-    accumulate(x, sink, ra, ca);
-    if (is_binary(O)) accumulate(x, sink, rb, cb);
+// grad[ref] += f(l, a_l, b_l) for every lane: in place for a lane slot; for a shared one
+// through a scratch row (W: the most lanes a block can have) and the sink.
+template <int W, typename Sink, typename F>
+AG_HOST_DEVICE inline void accumulate_each(const Lanes& x, Sink& sink, std::uint32_t ref, Operand a, Operand b, F f) {
+    if (is_invariant(ref)) {
+        double c[W];
+        for_lanes(a, b, x.n, [&](unsigned l, double av, double bv) { c[l] = f(l, av, bv); });
+        sink.add(slot_of(ref), c, x.n);
+        return;
+    }
+    double* gr = x.grad + std::size_t(ref) * x.stride;
+    for_lanes(a, b, x.n, [&](unsigned l, double av, double bv) { gr[l] += f(l, av, bv); });
 }
 
-template <int W, typename Sink>
+// Unary and binary ops: each operand's local derivative times the node's grad.
+template <typename Info, int W, typename Sink>
+AG_HOST_DEVICE inline void backward_elementwise(const Lanes& x, Sink& sink, const double* out, const double* g,
+                                                std::uint32_t ra, std::uint32_t rb) {
+    using Rule = typename Info::Rule;
+    double ca[W], cb[W];
+    for_lanes(operand(x, ra), operand(x, rb), x.n, [&](unsigned l, double av, double bv) {
+        if constexpr (Info::kind == Kind::Unary) {
+            ca[l] = Rule::derivative(av, bv, out[l]) * g[l];
+        } else {
+            const Partials d = Rule::derivatives(av, bv, out[l]);
+            ca[l] = d.da * g[l];
+            cb[l] = d.db * g[l];
+        }
+    });
+    accumulate(x, sink, ra, ca);
+    if constexpr (Info::kind == Kind::Binary) accumulate(x, sink, rb, cb);
+}
+
+// Linear's local derivatives are d_w = x and d_x = w, so a shared weight's gradient over the
+// lanes is sum_l x_l * g_l: the sink's add_products, without a scratch row. This is the bulk
+// of an MLP's backward; the spot check ties the shortcut to the rule.
+static_assert(rules::Linear::d_term(2.0, 3.0, 5.0).da == 3.0 && rules::Linear::d_term(2.0, 3.0, 5.0).db == 2.0,
+              "the shared-weight path below assumes Linear's d_w = x and d_x = w");
+
+// N-ary ops: the rule's local derivative of each operand (head, then term by term, in operand
+// order) times the node's grad. A derivative that is One passes the grad row itself.
+template <typename Info, int W, typename Sink>
+AG_HOST_DEVICE inline void backward_fold(const Lanes& x, Sink& sink, const double* out, const double* g,
+                                         const std::uint32_t* ops, std::uint32_t count) {
+    using Rule = typename Info::Rule;
+    if constexpr (Rule::head == 1) {
+        const Operand h = operand(x, ops[0]);
+        if constexpr (is_one<decltype(Rule::d_head(0.0, 0.0))>)
+            accumulate(x, sink, ops[0], g);
+        else
+            accumulate_each<W>(x, sink, ops[0], h, h,
+                               [&](unsigned l, double hv, double) { return Rule::d_head(hv, out[l]) * g[l]; });
+    }
+    for (std::uint32_t k = Rule::head; k + Rule::term <= count; k += Rule::term) {
+        const Operand u = operand(x, ops[k]), v = operand(x, ops[k + Rule::term - 1]);
+        if constexpr (Rule::term == 1) {
+            if constexpr (is_one<decltype(Rule::d_term(0.0, 0.0))>)
+                accumulate(x, sink, ops[k], g);
+            else
+                accumulate_each<W>(x, sink, ops[k], u, u,
+                                   [&](unsigned l, double uv, double) { return Rule::d_term(uv, out[l]) * g[l]; });
+        } else {
+            if constexpr (Info::op == Op::Linear) {
+                if (!u.lane && v.lane) {
+                    sink.add_products(slot_of(ops[k]), v.p, g, x.n);
+                    accumulate_each<W>(x, sink, ops[k + 1], u, v, [&](unsigned l, double uv, double vv) {
+                        return Rule::d_term(uv, vv, out[l]).db * g[l];
+                    });
+                    continue;
+                }
+            }
+            accumulate_each<W>(x, sink, ops[k], u, v,
+                               [&](unsigned l, double uv, double vv) { return Rule::d_term(uv, vv, out[l]).da * g[l]; });
+            accumulate_each<W>(x, sink, ops[k + 1], u, v,
+                               [&](unsigned l, double uv, double vv) { return Rule::d_term(uv, vv, out[l]).db * g[l]; });
+        }
+    }
+}
+
+template <Op O, int W, typename Sink>
 AG_HOST_DEVICE inline void backward_node(const TapeView& t, const Lanes& x, Sink& sink, std::uint32_t i) {
+    using Info = OpInfo<O>;
     const double* out = x.val + std::size_t(i) * x.stride;
     const double* g = x.grad + std::size_t(i) * x.stride;
-    const Op o = t.op[i];
-    if (o == Op::Linear) {  // d/db = 1, d/dw_k = x_k, d/dx_k = w_k
-        const std::uint32_t* ops = t.nary + t.a[i];
-        accumulate(x, sink, ops[0], g);
-        double cw[W], cx[W];
-        for (std::uint32_t k = 1; k + 1 < t.b[i]; k += 2) {
-            const Operand w = operand(x, ops[k]), v = operand(x, ops[k + 1]);
-            if (!w.lane && v.lane) {  // the usual case (a weight, an activation), without scratch rows
-                sink.add_products(slot_of(ops[k]), v.p, g, x.n);
-                double* gv = x.grad + std::size_t(ops[k + 1]) * x.stride;
-                const double wk = w.p[0];
-                for (unsigned l = 0; l < x.n; ++l) gv[l] += wk * g[l];
-                continue;
-            }
-            for_lanes(w, v, x.n, [&](unsigned l, double wl, double vl) {
-                cw[l] = vl * g[l];
-                cx[l] = wl * g[l];
-            });
-            accumulate(x, sink, ops[k], cw);
-            accumulate(x, sink, ops[k + 1], cx);
-        }
-        return;
-    }
-    if (o == Op::Sum) {
-        const std::uint32_t* ops = t.nary + t.a[i];
-        for (std::uint32_t k = 0; k < t.b[i]; ++k) accumulate(x, sink, ops[k], g);
-        return;
-    }
-    switch (o) {
-#define AG_BACKWARD_CASE(name) \
-    case Op::name: backward_op<Op::name, W>(x, sink, out, g, t.a[i], t.b[i]); break;
-        AG_ELEMENTWISE_OPS(AG_BACKWARD_CASE)
-#undef AG_BACKWARD_CASE
-        default: break;
-    }
+    if constexpr (Info::kind == Kind::Nary)
+        backward_fold<Info, W>(x, sink, out, g, t.nary + t.a[i], t.b[i]);
+    else if constexpr (Info::kind != Kind::Leaf)
+        backward_elementwise<Info, W>(x, sink, out, g, t.a[i], t.b[i]);
 }
 
 // Gradients flow from the rows already seeded (outputs) down to the first n_in rows.
 template <int W, typename Sink>
 AG_HOST_DEVICE inline void backward_sweep(const TapeView& t, const Lanes& x, Sink& sink) {
-    for (std::uint32_t i = t.n_slots; i-- > t.n_in;) backward_node<W>(t, x, sink, i);
+    for (std::uint32_t i = t.n_slots; i-- > t.n_in;)
+        visit(t.op[i], [&](auto info) { backward_node<decltype(info)::op, W>(t, x, sink, i); });
 }
 
 }  // namespace arenagrad

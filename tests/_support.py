@@ -12,8 +12,10 @@ import importlib.util
 import math
 import operator
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -197,13 +199,39 @@ def c_div(a, b):
 
 
 # ----------------------------------------------------------------------------- the op table
-# docs/semantics.md transcribed: for each _op, the forward formula and the local
-# derivatives, in plain Python floats plus the C functions above (no exceptions).
-# test_ops.py checks single ops against these; test_random_graphs.py evaluates whole
-# graphs with them.
+# docs/semantics.md transcribed, keyed by each op's name in arenagrad._core.op_table: how the
+# tests build the op (on Values of either engine, or numbers), its forward formula and its
+# local derivatives, in plain Python floats plus the C functions above (no exceptions).
+# test_op_table.py checks that these tables cover _core.op_table exactly; test_ops.py checks
+# single ops against them; test_random_graphs.py evaluates whole graphs with them.
 
 INF = math.inf
 NAN = math.nan
+
+
+class Unary(NamedTuple):
+    build: Callable[[Any], Any]  # a -> the op's node
+    forward: Callable[[float], float]  # a -> out
+    derivative: Callable[[float, float], float]  # (a, out) -> d(out)/da
+    op: str  # the _op of the nodes `build` makes
+
+
+class Binary(NamedTuple):
+    build: Callable[[Any, Any], Any]  # (a, b) -> the op's node; either may be a number
+    forward: Callable[[float, float], float]  # (a, b) -> out
+    derivatives: Callable[[float, float, float], tuple[float, float]]  # (a, b, out) -> (d_a, d_b)
+    op: str
+
+
+class Nary(NamedTuple):
+    # (engine, operands) -> the op's node, operands in the table's order
+    build: Callable[[Any, list[Any]], Any]
+    forward: Callable[[list[float]], float]  # operands -> out
+    derivatives: Callable[[list[float], float], list[float]]  # (operands, out) -> d_i per operand
+    op: str
+    min_operands: int  # a valid operand count is min_operands + a multiple of `step`
+    step: int
+    may_be_number: Callable[[int], bool]  # whether operand i may be given as a plain number
 
 
 def _sigmoid(a):
@@ -217,56 +245,110 @@ def _sign(a):
     return 1.0 if a > 0 else -1.0 if a < 0 else 0.0 if a == 0 else NAN
 
 
-# _op: (forward(a), local derivative(a, out))
-UNARY_RULES = {
-    "neg": (lambda a: -a, lambda a, out: -1.0),
-    "ReLU": (lambda a: 0.0 if a < 0 else a, lambda a, out: 1.0 if out > 0 else 0.0),
-    "tanh": (c_tanh, lambda a, out: 1.0 - out * out),
-    "exp": (c_exp, lambda a, out: out),
-    "log": (c_log, lambda a, out: c_div(1.0, a)),
-    "sigmoid": (_sigmoid, lambda a, out: out * (1.0 - out)),
-    "abs": (math.fabs, lambda a, out: _sign(a)),
-    "sqrt": (c_sqrt, lambda a, out: c_div(0.5, out)),
+def pow_const_rule(k):
+    """'**k': (forward(a), local derivative(a, out)) for a number exponent k."""
+    k = float(k)
+    return (lambda a: c_pow(a, k), lambda a, out: k * c_pow(a, k - 1.0))
+
+
+def _pow_const(k):
+    return Unary(lambda v: v**k, *pow_const_rule(k), op=f"**{k}")
+
+
+UNARY = {
+    "neg": Unary(operator.neg, lambda a: -a, lambda a, out: -1.0, "neg"),
+    "pow_const": _pow_const(2.5),  # a float exponent
+    "pow_const_int": _pow_const(3),  # an int exponent
+    "relu": Unary(
+        lambda v: v.relu(),
+        lambda a: 0.0 if a < 0 else a,
+        lambda a, out: 1.0 if out > 0 else 0.0,
+        "ReLU",
+    ),
+    "tanh": Unary(lambda v: v.tanh(), c_tanh, lambda a, out: 1.0 - out * out, "tanh"),
+    "exp": Unary(lambda v: v.exp(), c_exp, lambda a, out: out, "exp"),
+    "log": Unary(lambda v: v.log(), c_log, lambda a, out: c_div(1.0, a), "log"),
+    "sigmoid": Unary(lambda v: v.sigmoid(), _sigmoid, lambda a, out: out * (1.0 - out), "sigmoid"),
+    "abs": Unary(lambda v: v.abs(), math.fabs, lambda a, out: _sign(a), "abs"),
+    "sqrt": Unary(lambda v: v.sqrt(), c_sqrt, lambda a, out: c_div(0.5, out), "sqrt"),
 }
 
-# _op: (forward(a, b), (d_a, d_b)(a, b, out))
-BINARY_RULES = {
-    "+": (lambda a, b: a + b, lambda a, b, out: (1.0, 1.0)),
-    "-": (lambda a, b: a - b, lambda a, b, out: (1.0, -1.0)),
-    "*": (lambda a, b: a * b, lambda a, b, out: (b, a)),
-    "/": (c_div, lambda a, b, out: (c_div(1.0, b), c_div(-a, b * b))),
-    "**": (
+BINARY = {
+    "add": Binary(operator.add, lambda a, b: a + b, lambda a, b, out: (1.0, 1.0), "+"),
+    "sub": Binary(operator.sub, lambda a, b: a - b, lambda a, b, out: (1.0, -1.0), "-"),
+    "mul": Binary(operator.mul, lambda a, b: a * b, lambda a, b, out: (b, a), "*"),
+    "div": Binary(
+        operator.truediv, c_div, lambda a, b, out: (c_div(1.0, b), c_div(-a, b * b)), "/"
+    ),
+    "pow": Binary(  # a Value exponent; `Value ** number` is pow_const
+        operator.pow,
         c_pow,
         lambda a, b, out: (
             b * c_pow(a, b - 1.0),
             0.0 if (a == 0.0 and b >= 0.0) else out * c_log(a),
         ),
+        "**",
     ),
 }
 
 
-# How the tests build each op on Values (of either engine) or numbers: binary ops keyed like
-# BINARY_RULES, unary ones by their _op like UNARY_RULES.
-BINARY_BUILD = {
-    "+": operator.add,
-    "-": operator.sub,
-    "*": operator.mul,
-    "/": operator.truediv,
-    "**": operator.pow,
-}
-UNARY_BUILD = {
-    "neg": operator.neg,
-    "ReLU": lambda v: v.relu(),
-    "tanh": lambda v: v.tanh(),
-    "exp": lambda v: v.exp(),
-    "log": lambda v: v.log(),
-    "sigmoid": lambda v: v.sigmoid(),
-    "abs": abs,
-    "sqrt": lambda v: v.sqrt(),
-}
+def _linear_forward(v):
+    acc = v[0]
+    for w, x in zip(v[1::2], v[2::2], strict=True):
+        acc = acc + w * x
+    return acc
 
 
-def pow_const_rule(k):
-    """'**k': (forward(a), local derivative(a, out)) for a number exponent k."""
-    k = float(k)
-    return (lambda a: c_pow(a, k), lambda a, out: k * c_pow(a, k - 1.0))
+def _linear_derivatives(v, out):
+    d = [1.0]  # d_b
+    for w, x in zip(v[1::2], v[2::2], strict=True):
+        d += [x, w]  # d_w = x, d_x = w
+    return d
+
+
+def _sum_forward(v):
+    acc = 0.0
+    for x in v:
+        acc = acc + x
+    return acc
+
+
+NARY = {
+    # operands [b, w0, x0, w1, x1, ...]
+    "linear": Nary(
+        lambda engine, v: engine.linear(v[0], v[1::2], v[2::2]),
+        _linear_forward,
+        _linear_derivatives,
+        "linear",
+        1,
+        2,
+        lambda i: i % 2 == 0,  # the bias and the inputs; weights must be Values
+    ),
+    "sum": Nary(
+        lambda engine, v: engine.sum(v),
+        _sum_forward,
+        lambda v, out: [1.0] * len(v),
+        "sum",
+        0,
+        1,
+        lambda i: True,
+    ),
+}
+
+# Just the builders, for tests that only need to make every op.
+BINARY_BUILD = {name: case.build for name, case in BINARY.items()}
+UNARY_BUILD = {name: case.build for name, case in UNARY.items()}
+
+if HAVE_NATIVE:
+    from arenagrad import _core
+
+    # (name, _op, arity) per op, arity None for n-ary: what the tests iterate over.
+    OP_TABLE: list[tuple[str, str, int | None]] = list(_core.op_table)
+else:  # the oracle alone can still be tested against the tables above
+    OP_TABLE = [(name, "", 1) for name in UNARY]
+    OP_TABLE += [(name, "", 2) for name in BINARY] + [(name, "", None) for name in NARY]
+
+
+def op_names(arity):
+    """The names of the table's ops of that arity (1, 2 or None for n-ary)."""
+    return [name for name, _, n in OP_TABLE if n == arity]

@@ -7,18 +7,17 @@ from the oracle, so these tests check the oracle too. Both engines must match th
 import builtins
 import itertools
 import math
-import operator
 import random
 import struct
 
 import numpy as np
 import pytest
 from _support import (
-    BINARY_BUILD,
-    BINARY_RULES,
+    BINARY,
     INF,
     NAN,
-    UNARY_RULES,
+    NARY,
+    UNARY,
     assert_same,
     c_div,
     c_exp,
@@ -26,6 +25,7 @@ from _support import (
     c_pow,
     c_sqrt,
     needs_native,
+    op_names,
     pow_const_rule,
 )
 
@@ -65,20 +65,10 @@ def _same(x, y):
 
 
 # ----------------------------------------------------------------------------- unary ops
+# Every op of arenagrad._core.op_table, with its builder and formulas from _support's tables.
 
-
-# name: (build, _op); the formulas are _support.UNARY_RULES[_op]
-UNARY = {
-    "neg": (operator.neg, "neg"),
-    "relu": (lambda v: v.relu(), "ReLU"),
-    "tanh": (lambda v: v.tanh(), "tanh"),
-    "exp": (lambda v: v.exp(), "exp"),
-    "log": (lambda v: v.log(), "log"),
-    "sigmoid": (lambda v: v.sigmoid(), "sigmoid"),
-    "abs": (lambda v: v.abs(), "abs"),
-    "builtin abs": (builtins.abs, "abs"),
-    "sqrt": (lambda v: v.sqrt(), "sqrt"),
-}
+# Other ways to make an op's node, tested like the op itself.
+UNARY_ALIASES = {"builtin abs": ("abs", builtins.abs)}
 
 UNARY_GRID = [
     0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 1e-300, -1e-300, 5e-324, 1e300, -1e300,
@@ -100,47 +90,45 @@ def _backward_with_upstream(engine, out, g):
     return root
 
 
-@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("name", [*op_names(1), *UNARY_ALIASES])
 def test_unary_op(engine, name):
-    build, op = UNARY[name]
-    forward, deriv = UNARY_RULES[op]
+    op_name, alias = UNARY_ALIASES.get(name, (name, None))
+    case = UNARY[op_name]
+    build = alias or case.build
     m = Mismatches()
     for x, g in itertools.product(UNARY_GRID, UPSTREAM):
         a = engine.Value(x)
         out = build(a)
-        want = forward(x)
+        want = case.forward(x)
         m.same(f"{name}({x!r}).data", out.data, want)
-        m.true(f"{name}({x!r})._op == {out._op!r}", out._op == op)
+        m.true(f"{name}({x!r})._op == {out._op!r}", out._op == case.op)
         m.true(f"{name}({x!r})._prev", out._prev == {a} and next(iter(out._prev)) is a)
         _backward_with_upstream(engine, out, g)
-        m.same(f"{name}({x!r}) with out.grad={g}: a.grad", a.grad, deriv(x, want) * g)
+        m.same(f"{name}({x!r}) with out.grad={g}: a.grad", a.grad, case.derivative(x, want) * g)
         m.same(f"{name}({x!r}) with out.grad={g}: out.grad", out.grad, g)
     m.check()
 
 
 # ----------------------------------------------------------------------------- binary ops
 
-# name: build; the formulas are _support.BINARY_RULES[name]
-BINARY = BINARY_BUILD
-
 BINARY_GRID = [
     0.0, -0.0, 1.0, -1.0, 2.0, -8.0, 0.5, 1 / 3, 3.0, -2.5, 1e300, -1e-300, INF, -INF, NAN,
 ]  # fmt: skip
 
 
-# `Value ** number` is the one-operand '**k' op, tested below.
+# `Value ** number` is the one-operand pow_const op, tested below.
 BINARY_CASES = [
     (name, side)
-    for name in BINARY
+    for name in op_names(2)
     for side in ("value-value", "value-number", "number-value")
-    if (name, side) != ("**", "value-number")
+    if (name, side) != ("pow", "value-number")
 ]
 
 
 @pytest.mark.parametrize(("name", "side"), BINARY_CASES)
 def test_binary_op(engine, name, side):
-    build, op = BINARY[name], name
-    forward, deriv = BINARY_RULES[op]
+    case = BINARY[name]
+    build = case.build
     V = engine.Value
     m = Mismatches()
     for x, y in itertools.product(BINARY_GRID, BINARY_GRID):
@@ -156,9 +144,9 @@ def test_binary_op(engine, name, side):
             b = V(y)
             out = build(x, b)
             a = next((p for p in out._prev if p is not b), None)
-        want = forward(x, y)
+        want = case.forward(x, y)
         m.same(f"{what}: data", out.data, want)
-        m.true(f"{what}: _op {out._op!r}", out._op == op)
+        m.true(f"{what}: _op {out._op!r}", out._op == case.op)
         m.true(f"{what}: _prev has {len(out._prev)} operands", len(out._prev) == 2)
         if a is None or b is None:
             m.true(f"{what}: the number is missing from _prev", False)
@@ -169,11 +157,47 @@ def test_binary_op(engine, name, side):
             m.true(f"{what}: operand {v!r} has data {leaf.data!r}", exact(leaf.data, v))
         m.true(f"{what}: _prev is {{a, b}}", out._prev == {a, b})
         out.backward()
-        d_a, d_b = deriv(x, y, want)
+        d_a, d_b = case.derivatives(x, y, want)
         m.same(f"{what}: a.grad", a.grad, d_a)
         m.same(f"{what}: b.grad", b.grad, d_b)
     m.check()
 
+
+# ----------------------------------------------------------------------------- n-ary ops
+
+# Small dyadic numbers, so sums of products are exact in any order (a Value used as several
+# operands collects several contributions), plus the specials.
+NARY_GRID = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 0.125, INF, -INF, NAN]
+
+
+@pytest.mark.parametrize("name", op_names(None))
+def test_nary_op(engine, name):
+    case = NARY[name]
+    rng = random.Random(name)
+    m = Mismatches()
+    for trial in range(300):
+        n = case.min_operands + case.step * rng.randint(0, 4)
+        pool = [engine.Value(rng.choice(NARY_GRID)) for _ in range(rng.randint(1, 4))]
+        picks = [rng.randrange(len(pool)) for _ in range(n)]  # repeated operands on purpose
+        operands = [pool[i] for i in picks]
+        xs = [v.data for v in operands]
+        what = f"{name}{tuple(xs)} (trial {trial})"
+        out = case.build(engine, operands)
+        want = case.forward(xs)
+        m.same(f"{what}: data", out.data, want)
+        m.true(f"{what}: _op {out._op!r}", out._op == case.op)
+        m.true(f"{what}: _prev", out._prev == set(operands))
+        g = rng.choice(UPSTREAM)
+        _backward_with_upstream(engine, out, g)
+        expected = [0.0] * len(pool)
+        for i, d in zip(picks, case.derivatives(xs, want), strict=True):
+            expected[i] += d * g
+        for k, v in enumerate(pool):
+            m.same(f"{what} with out.grad={g}: grad of pool[{k}]", v.grad, expected[k])
+    m.check()
+
+
+# ----------------------------------------------------------------------------- '**k'
 
 POW_BASES = [0.0, -0.0, 1.0, -1.0, 2.0, -8.0, 0.5, -0.5, 1e300, -1e-300, INF, -INF, NAN]
 POW_EXPONENTS = [0, 1, 2, 3, -1, -2, -3, 0.0, -0.0, 0.5, -0.5, 1 / 3, 2.5, 1e16, INF, NAN]

@@ -3,19 +3,20 @@
 A recipe is a list of leaves and a list of steps; each step makes one node from earlier
 nodes (so subexpressions are shared and nodes reused, sometimes twice by the same op) or
 from constants on either side. The same recipe is built with each engine, and evaluated by
-`evaluate` below straight from the op table (_support.UNARY_RULES etc.), sweeping node
-indices in reverse like the native arena does.
+`evaluate` below straight from the op table (_support's UNARY, BINARY and NARY), sweeping node
+indices in reverse like the native arena does. Recipes draw from every op of
+arenagrad._core.op_table.
 """
 
 import pytest
 from _support import (
-    BINARY_BUILD,
-    BINARY_RULES,
+    BINARY,
     ENGINE_NAMES,
     INF,
     NAN,
-    UNARY_BUILD,
-    UNARY_RULES,
+    NARY,
+    OP_TABLE,
+    UNARY,
     assert_same,
     get_engine,
     needs_native,
@@ -24,14 +25,15 @@ from _support import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-OPS = [*BINARY_BUILD, *UNARY_BUILD, "**k", "sum", "linear"]
+OPS = [name for name, _, _ in OP_TABLE]
+# `Value ** k` makes pow_const_int for an int k, pow_const for any other number.
+EXPONENTS = {"pow_const": [0.5, -0.5, 1.5, 1 / 3, 2.0], "pow_const_int": [0, 1, 2, 3, -1, -2]}
 
 # Mostly moderate numbers, so most results stay finite; a few specials for the rest.
 SPECIALS = [0.0, -0.0, 1.0, -1.0, 2.0, 0.5, 1e-300, 1e300, INF, -INF, NAN]
 moderate = st.floats(-3.0, 3.0)
 leaf_values = st.one_of(moderate, moderate, moderate, st.sampled_from(SPECIALS))
 constants = st.one_of(st.sampled_from([0.0, 1.0, -1.0, 2.0, 0.5, 3.0, -0.5, 2, -3]), moderate)
-exponents = st.sampled_from([0, 1, 2, 3, -1, -2, 0.5, -0.5, 1.5, 1 / 3, 2.0])
 
 
 @st.composite
@@ -42,26 +44,27 @@ def recipes(draw, max_steps=30):
     for _ in range(draw(st.integers(1, max_steps))):
         # Prefer the newest node half of the time: deep chains as well as wide DAGs.
         node = st.one_of(st.just(n - 1), st.integers(0, n - 1)).map(lambda i: ("n", i))
+        number = constants.map(lambda c: ("c", c))
         op = draw(st.sampled_from(OPS))
-        if op in BINARY_BUILD:
-            # Value ** number is the '**k' op, so '**' only has a Value exponent.
-            sides = ["vv", "cv"] if op == "**" else ["vv", "vc", "cv"]
+        if op in BINARY:
+            # Value ** number is pow_const, so pow only has a Value exponent.
+            sides = ["vv", "cv"] if op == "pow" else ["vv", "vc", "cv"]
             side = draw(st.sampled_from(sides))
-            a = ("c", draw(constants)) if side == "cv" else draw(node)
-            b = ("c", draw(constants)) if side == "vc" else draw(node)
+            a = draw(number) if side == "cv" else draw(node)
+            b = draw(number) if side == "vc" else draw(node)
             steps.append((op, (a, b)))
-        elif op in UNARY_BUILD:
+        elif op in EXPONENTS:
+            steps.append((op, (draw(node),), draw(st.sampled_from(EXPONENTS[op]))))
+        elif op in UNARY:
             steps.append((op, (draw(node),)))
-        elif op == "**k":
-            steps.append((op, (draw(node),), draw(exponents)))
-        elif op == "sum":
-            steps.append((op, tuple(draw(st.lists(node, min_size=0, max_size=4)))))
-        else:  # linear: b, ws are nodes; xs nodes or constants
-            k = draw(st.integers(0, 3))
-            b = draw(node)
-            ws = tuple(draw(node) for _ in range(k))
-            xs = tuple(draw(st.one_of(node, constants.map(lambda c: ("c", c)))) for _ in range(k))
-            steps.append((op, (b, ws, xs)))
+        else:
+            case = NARY[op]
+            count = case.min_operands + case.step * draw(st.integers(0, 3))
+            operands = tuple(
+                draw(st.one_of(node, number) if case.may_be_number(i) else node)
+                for i in range(count)
+            )
+            steps.append((op, operands))
         n += 1
     root = draw(st.one_of(st.just(n - 1), st.integers(0, n - 1)))
     passes = draw(st.sampled_from([1, 1, 2]))  # backward twice must accumulate
@@ -81,17 +84,14 @@ def build(engine, recipe):
         return nodes[x] if kind == "n" else x
 
     for op, args, *extra in steps:
-        if op in BINARY_BUILD:
-            out = BINARY_BUILD[op](arg(args[0]), arg(args[1]))
-        elif op in UNARY_BUILD:
-            out = UNARY_BUILD[op](arg(args[0]))
-        elif op == "**k":
+        if op in BINARY:
+            out = BINARY[op].build(arg(args[0]), arg(args[1]))
+        elif op in EXPONENTS:
             out = arg(args[0]) ** extra[0]
-        elif op == "sum":
-            out = engine.sum([arg(r) for r in args])
+        elif op in UNARY:
+            out = UNARY[op].build(arg(args[0]))
         else:
-            b, ws, xs = args
-            out = engine.linear(arg(b), [arg(r) for r in ws], [arg(r) for r in xs])
+            out = NARY[op].build(engine, [arg(r) for r in args])
         nodes.append(out)
     return nodes
 
@@ -105,6 +105,21 @@ def run_backward(nodes, recipe):
 # ----------------------------------------------------------------------------- evaluate
 
 
+def local_rule(op, extra):
+    """(forward, derivatives) of op over its operand values: forward(v) -> out,
+    derivatives(v, out) -> one local derivative per operand."""
+    if op in BINARY:
+        case = BINARY[op]
+        return (lambda v: case.forward(*v)), (lambda v, out: case.derivatives(*v, out))
+    if op in EXPONENTS:
+        forward, derivative = pow_const_rule(extra[0])
+        return (lambda v: forward(v[0])), (lambda v, out: [derivative(v[0], out)])
+    if op in UNARY:
+        forward, derivative = UNARY[op].forward, UNARY[op].derivative
+        return (lambda v: forward(v[0])), (lambda v, out: [derivative(v[0], out)])
+    return NARY[op].forward, NARY[op].derivatives
+
+
 def evaluate(recipe):
     """(data, grad) for each recipe node, computed from the op table.
 
@@ -115,7 +130,7 @@ def evaluate(recipe):
     leaves, steps, root, passes = recipe
     data = list(leaves)
     operands = [[] for _ in leaves]  # per node, operand indices in order
-    rules = [None for _ in leaves]  # per node, (kind, local-derivative rule)
+    rules = [None for _ in leaves]  # per node, its local derivatives (None: a leaf)
     index = list(range(len(leaves)))  # recipe node -> evaluator node
 
     def arg(ref):
@@ -128,34 +143,11 @@ def evaluate(recipe):
         return len(data) - 1
 
     for op, args, *extra in steps:
-        if op in BINARY_RULES:
-            ids = [arg(args[0]), arg(args[1])]
-            forward, deriv = BINARY_RULES[op]
-            value = forward(data[ids[0]], data[ids[1]])
-            rule = ("binary", deriv)
-        elif op in UNARY_RULES or op == "**k":
-            ids = [arg(args[0])]
-            forward, deriv = pow_const_rule(extra[0]) if op == "**k" else UNARY_RULES[op]
-            value = forward(data[ids[0]])
-            rule = ("unary", deriv)
-        elif op == "sum":
-            ids = [arg(r) for r in args]
-            value = 0.0
-            for i in ids:
-                value = value + data[i]
-            rule = ("sum", None)
-        else:
-            b, ws, xs = args
-            b_id, w_ids, x_ids = arg(b), [arg(r) for r in ws], [arg(r) for r in xs]
-            ids = [b_id]
-            value = data[b_id]
-            for w, x in zip(w_ids, x_ids, strict=True):
-                value = value + data[w] * data[x]
-                ids += [w, x]  # gradients flow b, then w_0, x_0, w_1, x_1, ...
-            rule = ("linear", None)
-        data.append(value)
+        ids = [arg(r) for r in args]
+        forward, derivatives = local_rule(op, extra)
+        data.append(forward([data[i] for i in ids]))
         operands.append(ids)
-        rules.append(rule)
+        rules.append(derivatives)
         index.append(len(data) - 1)
 
     top = index[root]
@@ -170,22 +162,9 @@ def evaluate(recipe):
         for i in range(top, -1, -1):
             if i not in reachable or rules[i] is None:
                 continue
-            kind, deriv = rules[i]
-            g, ids = grad[i], operands[i]
-            if kind == "binary":
-                d_a, d_b = deriv(data[ids[0]], data[ids[1]], data[i])
-                grad[ids[0]] += d_a * g
-                grad[ids[1]] += d_b * g
-            elif kind == "unary":
-                grad[ids[0]] += deriv(data[ids[0]], data[i]) * g
-            elif kind == "sum":
-                for j in ids:
-                    grad[j] += 1.0 * g
-            else:  # linear: d_b = 1, d_w = x, d_x = w
-                grad[ids[0]] += 1.0 * g
-                for w, x in zip(ids[1::2], ids[2::2], strict=True):
-                    grad[w] += data[x] * g
-                    grad[x] += data[w] * g
+            ids, g = operands[i], grad[i]
+            for j, d in zip(ids, rules[i]([data[k] for k in ids], data[i]), strict=True):
+                grad[j] += d * g
     return [data[i] for i in index], [grad[i] for i in index]
 
 

@@ -5,6 +5,9 @@ graph twice, once with the native engine and once with this file, and compares t
 It deliberately uses nothing but the standard library and never imports ``arenagrad._core``
 (or anything else from arenagrad), so it can also be loaded as a standalone file.
 
+``OPS`` is the twin of the native op table (``cpp/ops.hpp``): one entry per op, keyed by the
+names of ``arenagrad._core.op_table``, from which every node here is built.
+
 It follows micrograd (https://github.com/karpathy/micrograd, ``engine.py`` and ``nn.py``)
 closely; the deliberate differences are the ones listed in ``docs/semantics.md``:
 IEEE-754 results instead of Python exceptions, ``-``, ``/`` and ``neg`` as single nodes,
@@ -17,6 +20,8 @@ import itertools
 import math
 import operator
 import random
+from collections.abc import Callable
+from typing import NamedTuple
 
 __all__ = ["MLP", "Layer", "Module", "Neuron", "Value", "linear", "sum"]
 
@@ -209,54 +214,57 @@ class Value:
 
     def __add__(self, other):
         other = _operand(other)
-        return NotImplemented if other is None else _add(self, other)
+        return NotImplemented if other is None else _binary("add", self, other)
 
     def __radd__(self, other):
         other = _operand(other)
-        return NotImplemented if other is None else _add(other, self)
+        return NotImplemented if other is None else _binary("add", other, self)
 
     def __sub__(self, other):
         other = _operand(other)
-        return NotImplemented if other is None else _sub(self, other)
+        return NotImplemented if other is None else _binary("sub", self, other)
 
     def __rsub__(self, other):
         other = _operand(other)
-        return NotImplemented if other is None else _sub(other, self)
+        return NotImplemented if other is None else _binary("sub", other, self)
 
     def __mul__(self, other):
         other = _operand(other)
-        return NotImplemented if other is None else _mul(self, other)
+        return NotImplemented if other is None else _binary("mul", self, other)
 
     def __rmul__(self, other):
         other = _operand(other)
-        return NotImplemented if other is None else _mul(other, self)
+        return NotImplemented if other is None else _binary("mul", other, self)
 
     def __truediv__(self, other):
         other = _operand(other)
-        return NotImplemented if other is None else _truediv(self, other)
+        return NotImplemented if other is None else _binary("div", self, other)
 
     def __rtruediv__(self, other):
         other = _operand(other)
-        return NotImplemented if other is None else _truediv(other, self)
+        return NotImplemented if other is None else _binary("div", other, self)
 
     def __pow__(self, other, modulo=None):
         if modulo is not None:
             raise TypeError("pow() with a modulus is not supported for Value")
         if isinstance(other, Value):
-            return _pow_value(self, other)
+            return _binary("pow", self, other)
         k = _real(other)
         if k is None:
             return NotImplemented
-        # '**k' keeps the exponent as the user wrote it in _op (micrograd's f'**{other}').
+        # '**k' keeps the exponent as the user wrote it in _op (micrograd's f'**{other}'); an
+        # integer (int, bool, numpy ints: anything with __index__) makes pow_const_int.
+        integral = hasattr(type(other), "__index__")
         shown = int(other) if isinstance(other, bool) else other  # bool prints as an int
-        return _node(_pow(self._data, k), (self,), f"**{shown}", _pow_const_rule, k)
+        twin = OPS["pow_const_int" if integral else "pow_const"]
+        return _node(twin.forward(self._data, k), (self,), f"{twin.op}{shown}", twin.rule, k)
 
     def __rpow__(self, other):
         other = _operand(other)
-        return NotImplemented if other is None else _pow_value(other, self)
+        return NotImplemented if other is None else _binary("pow", other, self)
 
     def __neg__(self):
-        return _node(-self._data, (self,), "neg", _neg_rule)
+        return _unary("neg", self)
 
     def __abs__(self):
         return self.abs()
@@ -264,33 +272,25 @@ class Value:
     # ---- unary ops
 
     def relu(self):
-        x = self._data
-        return _node(0.0 if x < 0.0 else x, (self,), "ReLU", _relu_rule)
+        return _unary("relu", self)
 
     def tanh(self):
-        return _node(math.tanh(self._data), (self,), "tanh", _tanh_rule)
+        return _unary("tanh", self)
 
     def exp(self):
-        return _node(_exp(self._data), (self,), "exp", _exp_rule)
+        return _unary("exp", self)
 
     def log(self):
-        return _node(_log(self._data), (self,), "log", _log_rule)
+        return _unary("log", self)
 
     def sigmoid(self):
-        x = self._data
-        # Two branches so that exp never overflows for large |x|.
-        if x >= 0.0:
-            s = _div(1.0, 1.0 + _exp(-x))
-        else:
-            e = _exp(x)
-            s = _div(e, 1.0 + e)
-        return _node(s, (self,), "sigmoid", _sigmoid_rule)
+        return _unary("sigmoid", self)
 
     def abs(self):
-        return _node(math.fabs(self._data), (self,), "abs", _abs_rule)
+        return _unary("abs", self)
 
     def sqrt(self):
-        return _node(_sqrt(self._data), (self,), "sqrt", _sqrt_rule)
+        return _unary("sqrt", self)
 
     # ---- autograd
 
@@ -317,54 +317,74 @@ class Value:
 
 
 # --------------------------------------------------------------------------- node builders
+# Each takes the op's forward formula, _op and rule from its twin in OPS (below).
 
 
-def _add(a, b):
-    return _node(a._data + b._data, (a, b), "+", _add_rule)
+def _unary(name, a):
+    twin = OPS[name]
+    return _node(twin.forward(a._data), (a,), twin.op, twin.rule)
 
 
-def _sub(a, b):
-    return _node(a._data - b._data, (a, b), "-", _sub_rule)
+def _binary(name, a, b):
+    twin = OPS[name]
+    return _node(twin.forward(a._data, b._data), (a, b), twin.op, twin.rule)
 
 
-def _mul(a, b):
-    return _node(a._data * b._data, (a, b), "*", _mul_rule)
-
-
-def _truediv(a, b):
-    return _node(_div(a._data, b._data), (a, b), "/", _truediv_rule)
-
-
-def _pow_value(a, b):
-    return _node(_pow(a._data, b._data), (a, b), "**", _pow_value_rule)
+def _nary(name, operands):
+    twin = OPS[name]
+    return _node(twin.forward([v._data for v in operands]), operands, twin.op, twin.rule)
 
 
 def sum(values):  # arenagrad.sum is the n-ary node; it shadows builtins.sum on purpose
     """One ``sum`` node over ``values`` (any iterable of Values or numbers)."""
-    vs = tuple(_operand_or_raise(v, "sum() item") for v in values)
-    acc = 0.0
-    for v in vs:
-        acc = acc + v._data
-    return _node(acc, vs, "sum", _sum_rule)
+    return _nary("sum", tuple(_operand_or_raise(v, "sum() item") for v in values))
 
 
 def linear(b, ws, xs):
     """One ``linear`` node: ``b + w_0*x_0 + w_1*x_1 + ...`` summed in that order.
 
     This is micrograd's ``sum((wi*xi for wi, xi in zip(w, x)), b)`` fused into one node,
-    with the same forward rounding.
+    with the same forward rounding. Its operands are ``(b, w_0, x_0, w_1, x_1, ...)``.
     """
     ws = list(ws)
     xs = list(xs)
     if len(ws) != len(xs):
         raise ValueError(f"linear() got {len(ws)} weights but {len(xs)} inputs")
-    b = _operand_or_raise(b, "linear() bias")
-    ws = [_operand_or_raise(w, "linear() weight") for w in ws]
-    xs = [_operand_or_raise(x, "linear() input") for x in xs]
-    acc = b._data
+    operands = [_operand_or_raise(b, "linear() bias")]
     for w, x in zip(ws, xs, strict=True):
-        acc = acc + w._data * x._data
-    return _node(acc, (b, *ws, *xs), "linear", _linear_rule, len(ws))
+        operands.append(_operand_or_raise(w, "linear() weight"))
+        operands.append(_operand_or_raise(x, "linear() input"))
+    return _nary("linear", tuple(operands))
+
+
+# --------------------------------------------------------------------------- forward formulas
+# Those that are not a Python operator, on floats (docs/semantics.md).
+
+
+def _relu(x):
+    return 0.0 if x < 0.0 else x
+
+
+def _sigmoid(x):
+    # Two branches so that exp never overflows for large |x|.
+    if x >= 0.0:
+        return _div(1.0, 1.0 + _exp(-x))
+    e = _exp(x)
+    return _div(e, 1.0 + e)
+
+
+def _linear_forward(v):
+    acc = v[0]
+    for w, x in zip(v[1::2], v[2::2], strict=True):
+        acc = acc + w * x
+    return acc
+
+
+def _sum_forward(v):
+    acc = 0.0
+    for x in v:
+        acc = acc + x
+    return acc
 
 
 # --------------------------------------------------------------------------- local derivatives
@@ -462,13 +482,46 @@ def _sum_rule(out):
 
 
 def _linear_rule(out):
-    n = out._arg
-    b, ws, xs = out._children[0], out._children[1 : n + 1], out._children[n + 1 :]
+    b, *terms = out._children
     g = out._grad
     b._grad += 1.0 * g
-    for w, x in zip(ws, xs, strict=True):
+    for w, x in zip(terms[0::2], terms[1::2], strict=True):
         w._grad += x._data * g
         x._grad += w._data * g
+
+
+# --------------------------------------------------------------------------- the op table
+# The twins of the native op table (cpp/ops.hpp), keyed by the names of
+# arenagrad._core.op_table; every node above is built from here. forward takes the operands'
+# data (pow_const's also its exponent; n-ary ones a list), rule applies the local derivatives.
+
+
+class Twin(NamedTuple):
+    op: str  # micrograd's _op ('**k' nodes append their exponent)
+    arity: int | None  # 1, 2, or None for n-ary
+    forward: Callable[..., float]
+    rule: Callable[[Value], None]
+
+
+OPS = {
+    "add": Twin("+", 2, operator.add, _add_rule),
+    "sub": Twin("-", 2, operator.sub, _sub_rule),
+    "mul": Twin("*", 2, operator.mul, _mul_rule),
+    "div": Twin("/", 2, _div, _truediv_rule),
+    "neg": Twin("neg", 1, operator.neg, _neg_rule),
+    "pow_const": Twin("**", 1, _pow, _pow_const_rule),
+    "pow_const_int": Twin("**", 1, _pow, _pow_const_rule),
+    "pow": Twin("**", 2, _pow, _pow_value_rule),
+    "relu": Twin("ReLU", 1, _relu, _relu_rule),
+    "tanh": Twin("tanh", 1, math.tanh, _tanh_rule),
+    "exp": Twin("exp", 1, _exp, _exp_rule),
+    "log": Twin("log", 1, _log, _log_rule),
+    "sigmoid": Twin("sigmoid", 1, _sigmoid, _sigmoid_rule),
+    "abs": Twin("abs", 1, math.fabs, _abs_rule),
+    "sqrt": Twin("sqrt", 1, _sqrt, _sqrt_rule),
+    "linear": Twin("linear", None, _linear_forward, _linear_rule),
+    "sum": Twin("sum", None, _sum_forward, _sum_rule),
+}
 
 
 # --------------------------------------------------------------------------- nn (micrograd's)
