@@ -10,7 +10,7 @@
     X(functions) /* bind_functions.cpp: sum, linear, zero_grad */                   \
     X(arena)     /* bind_arena.cpp: arena_stats, compact, _set_node_limit */        \
     X(params)    /* bind_params.cpp: get/set_data, get/set_grad for optimizers */   \
-    X(tape)      /* bind_tape.cpp: Tape (compile's engine), the CUDA queries */     \
+    X(replay)    /* bind_replay.cpp: Replay (compile's engine), the CUDA queries */ \
     X(config)    /* bind_config.cpp: openmp, get/set_num_threads */
 
 namespace arenagrad {
