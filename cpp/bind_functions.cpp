@@ -16,85 +16,60 @@ enum class Numbers { Allowed, Refused };
 
 // The items of a sequence argument: Values, and real numbers where allowed.
 //
-// A list or tuple of exact Values and floats (what nn and the losses pass) is used as it is:
-// checking those types runs no Python code, so nothing can change the sequence before the ids
-// are read. Anything else is copied by PySequence_Fast and its numbers converted up front,
-// which may run Python code (a __float__, a generator) that changes a list being read, so
-// unchanged() must be checked once every argument is loaded.
+// A list or tuple of exact Values and floats (what nn and the losses pass) is read as it is:
+// checking those types runs no Python code, so nothing can change it before the ids are read.
+// Anything else is copied item by item into a list of our own, each number converted to a
+// float up front. Either way items() then holds only Values and floats (see item_node).
+// Converting a number may run Python code (a __float__) that changes a list being read, so
+// once every argument of a call is loaded, each must be checked unchanged() if any of them
+// ran_python().
 class Items {
 public:
     Items() = default;
     Items(const Items&) = delete;
     Items& operator=(const Items&) = delete;
-    ~Items() { Py_XDECREF(sequence_); }
+    ~Items() {
+        if (copy_ != nullptr) {
+            Py_DECREF(sequence_);
+            Py_DECREF(copy_);
+        }
+    }
 
     // False with a Python error set (TypeError naming the first bad item).
     bool load(PyObject* items, const char* what, Numbers numbers) {
         what_ = what;
         numbers_allowed_ = numbers == Numbers::Allowed;
-        if ((PyList_CheckExact(items) || PyTuple_CheckExact(items)) && all_plain(items)) {
-            sequence_ = Py_NewRef(items);
-            size_ = std::size_t(PySequence_Fast_GET_SIZE(items));
-            items_ = PySequence_Fast_ITEMS(items);
-            return true;
-        }
-        converted_ = true;
-        sequence_ = PySequence_Fast(items, what);
-        if (sequence_ == nullptr) return false;
-        const Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence_);
-        size_ = std::size_t(n);
-        number_.assign(size_, 0.0);
-        is_number_.assign(size_, 0);
-        for (Py_ssize_t i = 0; i < n; ++i) {
-            if (PySequence_Fast_GET_SIZE(sequence_) != n) return unchanged();  // a __float__ shrank it
-            PyObject* item = PySequence_Fast_GET_ITEM(sequence_, i);
-            if (is_value(item)) continue;
-            Py_INCREF(item);  // its __float__ may drop it from the list
-            const int converted = numbers_allowed_ ? to_double(item, &number_[std::size_t(i)]) : 0;
-            if (converted == 0)
-                PyErr_Format(PyExc_TypeError, "%s: item %zd must be a Value%s, not '%.200s'", what, i,
-                             numbers_allowed_ ? " or a real number" : "", Py_TYPE(item)->tp_name);
-            Py_DECREF(item);
-            if (converted <= 0) return false;
-            is_number_[std::size_t(i)] = 1;
-        }
-        items_ = PySequence_Fast_ITEMS(sequence_);
+        if (!(PyList_CheckExact(items) || PyTuple_CheckExact(items)) || !all_plain(items)) return load_copy(items);
+        sequence_ = items;  // borrowed: the caller holds it for the whole call
+        size_ = std::size_t(PySequence_Fast_GET_SIZE(items));
+        items_ = PySequence_Fast_ITEMS(items);
         return true;
     }
 
     // Whether loading ran Python code (which may have changed any sequence being read).
-    bool ran_python() const { return converted_; }
+    bool ran_python() const { return copy_ != nullptr; }
 
-    // False with RuntimeError if the sequence no longer holds what load() checked. Call it on
-    // every argument of a call, after loading all of them, when any of them ran_python().
+    // False with RuntimeError if the sequence no longer holds what load() checked: the same
+    // number of items, and a Value wherever it had one.
     bool unchanged() {
-        items_ = PySequence_Fast_ITEMS(sequence_);  // a list's item array moves when it grows
         bool same = std::size_t(PySequence_Fast_GET_SIZE(sequence_)) == size_;
+        PyObject** now = PySequence_Fast_ITEMS(sequence_);
         for (std::size_t i = 0; same && i < size_; ++i)
-            same = converted_ ? is_number_[i] || is_value(items_[i]) : plain(items_[i]);
-        if (!same) PyErr_Format(PyExc_RuntimeError, "%s: the sequence changed while it was read", what_);
-        return same;
+            same = copy_ != nullptr ? PyFloat_CheckExact(items_[i]) || is_value(now[i]) : plain(now[i]);
+        if (copy_ == nullptr) items_ = now;  // a list's item array moves when it grows
+        return same || changed();
     }
 
     std::size_t size() const { return size_; }
-
-    // The node of item i, pushing a leaf for a number. Call after compact_if_due(); runs no
-    // Python code.
-    NodeId node(Arena& graph, std::size_t i) const {
-        PyObject* item = items_[i];
-        if (converted_) return is_number_[i] ? graph.leaf(number_[i]) : value_node(item);
-        return is_exact_value(item) ? value_node(item) : graph.leaf(PyFloat_AS_DOUBLE(item));
-    }
+    PyObject* const* items() const { return items_; }
 
 private:
-    PyObject* sequence_ = nullptr;  // owned: the argument itself, or PySequence_Fast's copy
-    PyObject** items_ = nullptr;    // its item array
+    PyObject* sequence_ = nullptr;  // the argument as a list or tuple (owned if copy_ is made)
+    PyObject* copy_ = nullptr;      // our list of its items, numbers as floats (owned), if made
+    PyObject** items_ = nullptr;    // copy_'s items if made, else sequence_'s
     std::size_t size_ = 0;
     const char* what_ = "";
     bool numbers_allowed_ = false;
-    bool converted_ = false;          // taken the general path: number_/is_number_ are filled
-    std::vector<double> number_;      // the value of item i if it is a number
-    std::vector<char> is_number_;
 
     bool plain(PyObject* item) const { return is_exact_value(item) || (numbers_allowed_ && PyFloat_CheckExact(item)); }
     bool all_plain(PyObject* items) const {
@@ -103,16 +78,59 @@ private:
             if (!plain(item[i])) return false;
         return true;
     }
+
+    bool changed() const {
+        PyErr_Format(PyExc_RuntimeError, "%s: the sequence changed while it was read", what_);
+        return false;
+    }
+
+    bool load_copy(PyObject* items) {
+        PyObject* sequence = PySequence_Fast(items, what_);
+        if (sequence == nullptr) return false;
+        const Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
+        copy_ = PyList_New(n);
+        if (copy_ == nullptr) {
+            Py_DECREF(sequence);
+            return false;
+        }
+        sequence_ = sequence;
+        size_ = std::size_t(n);
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            if (PySequence_Fast_GET_SIZE(sequence_) != n) return changed();  // a __float__ shrank it
+            PyObject* item = Py_NewRef(PySequence_Fast_GET_ITEM(sequence_, i));  // its __float__ may drop it
+            double number = 0.0;
+            const int converted = is_value(item) ? 2 : numbers_allowed_ ? to_double(item, &number) : 0;
+            if (converted == 0)
+                PyErr_Format(PyExc_TypeError, "%s: item %zd must be a Value%s, not '%.200s'", what_, i,
+                             numbers_allowed_ ? " or a real number" : "", Py_TYPE(item)->tp_name);
+            if (converted == 1 && !PyFloat_CheckExact(item)) Py_SETREF(item, PyFloat_FromDouble(number));
+            if (converted <= 0 || item == nullptr) {
+                Py_XDECREF(item);
+                return false;
+            }
+            PyList_SET_ITEM(copy_, i, item);
+        }
+        items_ = PySequence_Fast_ITEMS(copy_);
+        return true;
+    }
 };
+
+// The node of an item of Items: a Value's own, or a new leaf for a float. Call after
+// compact_if_due(); runs no Python code.
+NodeId item_node(Arena& graph, PyObject* item) {
+    return PyFloat_CheckExact(item) ? graph.leaf(PyFloat_AS_DOUBLE(item)) : value_node(item);
+}
 
 PyObject* module_sum(PyObject*, PyObject* values) {
     Items items;
     if (!items.load(values, "arenagrad.sum()", Numbers::Allowed)) return nullptr;
     if (items.ran_python() && !items.unchanged()) return nullptr;
+    const std::size_t n = items.size();
+    PyObject* const* v = items.items();
     return guarded([&] {
         Arena& graph = arena();
         compact_if_due(graph);
-        return wrap_new_node(graph.sum(items.size(), [&](std::size_t i) { return items.node(graph, i); }));
+        return wrap_new_node(graph.sum(n, [&](std::size_t i) { return item_node(graph, v[i]); }));
     });
 }
 
@@ -130,16 +148,18 @@ PyObject* module_linear(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         !inputs.load(args[2], "linear(): xs", Numbers::Allowed))
         return nullptr;
     if ((weights.ran_python() || inputs.ran_python()) && (!weights.unchanged() || !inputs.unchanged())) return nullptr;
-    if (weights.size() != inputs.size())
-        return PyErr_Format(PyExc_ValueError, "linear(): got %zu weights but %zu inputs", weights.size(),
-                            inputs.size());
+    const std::size_t n = weights.size();
+    if (inputs.size() != n)
+        return PyErr_Format(PyExc_ValueError, "linear(): got %zu weights but %zu inputs", n, inputs.size());
+    PyObject* const* w = weights.items();  // all Values: numbers are refused
+    PyObject* const* x = inputs.items();
     return guarded([&] {
         Arena& graph = arena();
         compact_if_due(graph);
         const NodeId b = bias_is_value ? value_node(bias) : graph.leaf(bias_number);
         return wrap_new_node(graph.linear(
-            b, weights.size(), [&](std::size_t i) { return weights.node(graph, i); },
-            [&](std::size_t i) { return inputs.node(graph, i); }));
+            b, n, [&](std::size_t i) { return value_node(w[i]); },
+            [&](std::size_t i) { return item_node(graph, x[i]); }));
     });
 }
 
@@ -147,7 +167,8 @@ PyObject* module_zero_grad(PyObject*, PyObject* values) {
     Items params;
     if (!params.load(values, "zero_grad()", Numbers::Refused)) return nullptr;  // runs no __float__
     Arena& graph = arena();
-    for (std::size_t i = 0; i < params.size(); ++i) graph.grad[params.node(graph, i)] = 0.0;
+    PyObject* const* p = params.items();  // all Values: numbers are refused
+    for (std::size_t i = 0; i < params.size(); ++i) graph.grad[value_node(p[i])] = 0.0;
     Py_RETURN_NONE;
 }
 
