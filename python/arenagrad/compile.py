@@ -6,9 +6,12 @@
 
 `fn` runs once, on placeholder Values; what it builds is recorded into a tape (cpp/tape.hpp)
 that a native replay (`_core.Replay`, cpp/replay_driver.hpp) runs over OpenMP threads or on a
-CUDA device. This module checks every argument; the native side trusts them. Values that
-`fn` uses but did not create (model parameters) are read afresh at every forward, so the usual
-training loop works without tracing again. docs/replay.md has the details and the limits.
+CUDA device. Values that `fn` uses but did not create (model parameters) are read afresh at
+every forward, so the usual training loop works without tracing again. docs/replay.md has the
+details and the limits.
+
+This module checks every argument, with messages meant for users; `_core.Replay` checks only
+what keeps its memory accesses in bounds.
 """
 
 from __future__ import annotations
