@@ -6,12 +6,6 @@
 namespace arenagrad {
 namespace cuda {
 
-namespace {
-[[noreturn]] void unavailable() {
-    throw std::runtime_error("arenagrad was built without CUDA (rebuild with a CUDA toolkit and ARENAGRAD_CUDA=ON)");
-}
-}  // namespace
-
 bool compiled() { return false; }
 
 int device_count(std::string& why) {
@@ -19,11 +13,9 @@ int device_count(std::string& why) {
     return 0;
 }
 
-struct Replay::State {};
-Replay::Replay() : state_(nullptr) {}
-Replay::~Replay() = default;
-void Replay::forward(const Tape&, const double*, std::size_t, const std::vector<double>&, double*) { unavailable(); }
-void Replay::backward(const Tape&, const double*, double*, std::vector<double>&) { unavailable(); }
+std::unique_ptr<LaneReplay> make_lane_replay(const Tape&) {
+    throw std::runtime_error("arenagrad was built without CUDA (rebuild with a CUDA toolkit and ARENAGRAD_CUDA=ON)");
+}
 
 }  // namespace cuda
 }  // namespace arenagrad

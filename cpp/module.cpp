@@ -1,22 +1,28 @@
-// arenagrad._core: wires the bindings together; each area lives in its own file.
+// arenagrad._core: one binding unit per concept, each in its own file.
+//
+// A unit defines `void arenagrad::bind_<name>(pybind11::module_& m)`, which adds its names to
+// `m`. Adding a unit takes one line in the list below and its file in CMakeLists.txt.
 #include <pybind11/pybind11.h>
 
-#include "config.hpp"
-#include "value.hpp"
-
-namespace py = pybind11;
+// In registration order. The Value type comes first: the other units take and return Values.
+#define ARENAGRAD_BINDING_UNITS(X)                                                  \
+    X(value)     /* value.cpp: the Value type, its ops and attributes */            \
+    X(functions) /* bind_functions.cpp: sum, linear, zero_grad */                   \
+    X(ops)       /* bind_ops.cpp: op_table, the op list as Python sees it */        \
+    X(arena)     /* bind_arena.cpp: arena_stats, compact, _set_node_limit */        \
+    X(params)    /* bind_params.cpp: get/set_data, get/set_grad for optimizers */   \
+    X(replay)    /* bind_replay.cpp: Replay (compile's engine), the CUDA queries */ \
+    X(config)    /* bind_config.cpp: openmp, get/set_num_threads */
 
 namespace arenagrad {
-void bind_ops(py::module_& m);  // bind_ops.cpp: the op table, for the tests
-void bind_params(py::module_& m);  // bind_params.cpp: gather/scatter for optimizers
-void bind_tape(py::module_& m);  // bind_tape.cpp
-}
+#define ARENAGRAD_DECLARE(name) void bind_##name(pybind11::module_& m);
+ARENAGRAD_BINDING_UNITS(ARENAGRAD_DECLARE)
+#undef ARENAGRAD_DECLARE
+}  // namespace arenagrad
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "arenagrad's native core (private: use the arenagrad package).";
-    if (arenagrad::add_value_api(m.ptr()) < 0) throw py::error_already_set();
-    arenagrad::bind_config(m);
-    arenagrad::bind_ops(m);
-    arenagrad::bind_params(m);
-    arenagrad::bind_tape(m);
+#define ARENAGRAD_BIND(name) arenagrad::bind_##name(m);
+    ARENAGRAD_BINDING_UNITS(ARENAGRAD_BIND)
+#undef ARENAGRAD_BIND
 }

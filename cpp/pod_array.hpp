@@ -40,12 +40,7 @@ public:
         capacity_ = n;
     }
 
-    void push_back(const T& value) {
-        if (size_ == capacity_) reserve(capacity_ < 64 ? 64 : capacity_ + capacity_ / 2);
-        data_[size_++] = value;
-    }
-
-    // For callers that reserved first (the arena checks one capacity for all its arrays).
+    // Callers reserve first (the arena checks one capacity for all its arrays).
     void push_back_unchecked(const T& value) { data_[size_++] = value; }
 
     // Shrinking never frees; growing leaves new elements uninitialised unless filled.

@@ -1,4 +1,5 @@
-// The CPU replay driver: lanes in tiles of up to 64, tiles split over OpenMP threads.
+// The lane part of a replay on the CPU: lanes in tiles of up to 64, tiles split over OpenMP
+// threads.
 //
 // Why tiles: a tile's rows (every slot of 64 lanes) stay in L2 while the walk sweeps the
 // tape, and the inner loops run over 64 neighbouring lanes, which the compiler vectorises.
@@ -11,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #if defined(ARENAGRAD_WITH_OPENMP)
@@ -18,6 +20,7 @@
 #endif
 
 #include "replay.hpp"
+#include "replay_driver.hpp"
 #include "tape.hpp"
 
 // Hot loops are compiled for several instruction sets and picked at load time, so a portable
@@ -89,36 +92,18 @@ AG_HOT inline void backward_tile(const TapeView& t, const Lanes& x, TileSink& si
     backward_sweep<kTileLanes>(t, x, sink);
 }
 
-// The invariant part runs once per replay, as a single lane, on the host (for any device).
-// shared: the invariant slots' values; externals fill the first n_externals of them.
-inline void invariant_forward(const Tape& tape, const double* externals, std::vector<double>& shared) {
-    const TapeView inv = tape.invariant.view();
-    shared.resize(inv.n_slots);
-    std::copy(externals, externals + tape.n_externals, shared.begin());
-    std::copy(tape.constants.begin(), tape.constants.end(), shared.begin() + tape.n_externals);
-    forward_sweep(inv, Lanes{shared.data(), nullptr, 1, 1, nullptr});
-}
-
-// shared_grads: on entry the lane-summed gradients of every invariant slot; on exit also
-// those that flowed back through invariant ops (the first n_externals are the externals').
-inline void invariant_backward(const Tape& tape, std::vector<double>& shared, std::vector<double>& shared_grads) {
-    NoSink none;
-    backward_sweep<1>(tape.invariant.view(), Lanes{shared.data(), shared_grads.data(), 1, 1, nullptr}, none);
-}
-
-// The lane part on the CPU.
-class CpuReplay {
+class CpuLaneReplay final : public LaneReplay {
 public:
-    // X: batch x n_inputs (row-major); shared: the invariant slots' values (kept, with the
-    // lanes' values, for backward); Y: batch x n_outputs.
-    void forward(const Tape& tape, const double* X, std::size_t batch, const double* shared, double* Y) {
+    explicit CpuLaneReplay(const Tape& tape) : tape_(tape) {}
+
+    void forward(const double* X, std::size_t batch, const double* shared, double* Y) override {
         shared_ = shared;
         width_ = unsigned(std::min<std::size_t>(kTileLanes, std::max<std::size_t>(batch, 1)));
         tiles_ = (batch + width_ - 1) / width_;
-        const TapeView lane = tape.lane.view();
+        const TapeView lane = tape_.lane.view();
         const std::size_t tile_size = std::size_t(lane.n_slots) * width_;
         values_.resize(tiles_ * tile_size);
-        const std::uint32_t k = lane.n_in, m = std::uint32_t(tape.outputs.size());
+        const std::uint32_t k = lane.n_in, m = std::uint32_t(tape_.outputs.size());
         const std::int64_t tiles = std::int64_t(tiles_);
         const int threads = threads_for(lane, batch);
 #if defined(ARENAGRAD_WITH_OPENMP)
@@ -131,25 +116,22 @@ public:
                 for (unsigned l = 0; l < x.n; ++l) x.val[i * x.stride + l] = X[(first + l) * k + i];
             forward_tile(lane, x);
             for (std::uint32_t j = 0; j < m; ++j) {
-                const Operand out = operand(x, tape.outputs[j]);
+                const Operand out = operand(x, tape_.outputs[j]);
                 for (unsigned l = 0; l < x.n; ++l) Y[(first + l) * m + j] = out.p[out.lane ? l : 0];
             }
         }
         batch_ = batch;
     }
 
-    // seed: batch x n_outputs, or null for ones. Writes d(seeded outputs)/d(inputs) into
-    // input_grads (batch x n_inputs) and the lane-summed gradients of the invariant slots
-    // into shared_grads (n_slots of the invariant part).
-    void backward(const Tape& tape, const double* seed, double* input_grads, std::vector<double>& shared_grads) {
-        const TapeView lane = tape.lane.view();
+    void backward(const double* seed, double* input_grads, double* shared_grads) override {
+        const TapeView lane = tape_.lane.view();
         const std::size_t tile_size = std::size_t(lane.n_slots) * width_;
-        const std::size_t n_shared = tape.invariant.n_slots();
+        const std::size_t n_shared = tape_.invariant.n_slots();
         partial_.assign(tiles_ * n_shared, 0.0);
         const int threads = threads_for(lane, batch_);
         scratch_.resize(std::size_t(threads));
         for (auto& grads : scratch_) grads.resize(tile_size);
-        const std::uint32_t k = lane.n_in, m = std::uint32_t(tape.outputs.size());
+        const std::uint32_t k = lane.n_in, m = std::uint32_t(tape_.outputs.size());
         const std::int64_t tiles = std::int64_t(tiles_);
         const std::size_t batch = batch_;
 #if defined(ARENAGRAD_WITH_OPENMP)
@@ -168,14 +150,14 @@ public:
             double c[kTileLanes];
             for (std::uint32_t j = 0; j < m; ++j) {
                 for (unsigned l = 0; l < x.n; ++l) c[l] = seed != nullptr ? seed[(first + l) * m + j] : 1.0;
-                accumulate(x, sink, tape.outputs[j], c);
+                accumulate(x, sink, tape_.outputs[j], c);
             }
             backward_tile(lane, x, sink);
             for (std::uint32_t i = 0; i < k; ++i)
                 for (unsigned l = 0; l < x.n; ++l) input_grads[(first + l) * k + i] = x.grad[i * x.stride + l];
         }
         // The tiles' sums, added in tile order.
-        shared_grads.assign(n_shared, 0.0);
+        std::fill_n(shared_grads, n_shared, 0.0);
         for (std::size_t tile = 0; tile < tiles_; ++tile) {
             const double* p = partial_.data() + tile * n_shared;
             for (std::size_t s = 0; s < n_shared; ++s) shared_grads[s] += p[s];
@@ -183,6 +165,7 @@ public:
     }
 
 private:
+    const Tape& tape_;
     std::size_t batch_ = 0, tiles_ = 0;
     unsigned width_ = 1;
     const double* shared_ = nullptr;             // the invariant values of the last forward
@@ -196,7 +179,8 @@ private:
         int threads = 1;
 #if defined(ARENAGRAD_WITH_OPENMP)
         const std::size_t work = std::size_t(lane.n_slots) * batch / kMinNodeLanesPerThread;
-        threads = int(std::min<std::size_t>({std::size_t(omp_get_max_threads()), tiles_, std::max<std::size_t>(work, 1)}));
+        threads =
+            int(std::min<std::size_t>({std::size_t(omp_get_max_threads()), tiles_, std::max<std::size_t>(work, 1)}));
 #else
         (void)lane;
         (void)batch;
@@ -209,5 +193,9 @@ private:
         return Lanes{values, grads, width_, n, shared_};
     }
 };
+
+inline std::unique_ptr<LaneReplay> make_cpu_lane_replay(const Tape& tape) {
+    return std::make_unique<CpuLaneReplay>(tape);
+}
 
 }  // namespace arenagrad

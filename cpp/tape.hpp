@@ -14,6 +14,7 @@
 //
 // Both parts have the same shape (`n_in` slots filled from outside, then ops), so one walk
 // (replay.hpp) runs both: the lane part over blocks of lanes, the invariant part as one lane.
+// Replay (replay_driver.hpp) drives the two over a batch.
 #pragma once
 
 #include <algorithm>

@@ -1,40 +1,123 @@
-// The Python `Value` type: a handle (node id) into the arena.
+// The Python `Value` handle, as every binding sees it: a Python object holding one node id.
 //
-// It is written against the CPython C API rather than pybind11 because it is the hot path:
-// every `a + b` in user code lands here. Number slots (nb_add, ...) are plain C functions and
-// result objects are created without pybind11's instance registry, which makes an op ~5x
-// cheaper (see ARCHITECTURE.md). Everything else in the module uses pybind11.
+// The Value type and the functions that build nodes (value.cpp, bind_functions.cpp) are
+// written against the CPython C API rather than pybind11 because they are the hot path:
+// every `a + b` in user code lands there. Number slots (nb_add, ...) are plain C functions and
+// results are created without pybind11's instance registry, which makes an op several times
+// cheaper (docs/architecture.md draws this path). The other bindings use pybind11 and only
+// need the helpers below.
+//
+// Rules that keep the arena consistent, for any code that builds nodes:
+//  * Convert every Python number to a double *before* pushing any node: a conversion may run
+//    Python code (a `__float__`), which may free Values and truncate the arena, and an
+//    unowned node pushed earlier would be truncated with them.
+//  * Call compact_if_due() before reading node ids out of Values, never between reading them
+//    and pushing the node that uses them.
+//  * A node pushed but not yet owned sits at the top of the arena; guarded() drops it again
+//    when building fails.
 #pragma once
 
 #include <Python.h>
+
+#include <new>
 
 #include "arena.hpp"
 
 namespace arenagrad {
 
-// Creates the Value type and the Value-level functions (sum, linear, zero_grad, ...) and
-// adds them to `module`. Returns 0, or -1 with a Python error set.
-int add_value_api(PyObject* module);
+// The instance layout of Value (and of its Python subclasses, which extend it).
+struct ValueObject {
+    PyObject_HEAD
+    NodeId id;
+    PyObject* label;  // a str, or null for ''
+};
 
-// For other bindings (tapes, optimizers): is `obj` a Value, and which node does it hold?
-bool is_value(PyObject* obj);
-NodeId value_node(PyObject* obj);
+// The Value type; null until bind_value() has run.
+extern PyTypeObject* value_type;
 
-// A new reference to the Value handle of node `id`: its live handle if it has one (so
-// identity is preserved), else a fresh one. Null with a Python error on failure.
+// Exactly a Value (not a subclass): the common case, checked first on hot paths.
+inline bool is_exact_value(PyObject* obj) { return Py_IS_TYPE(obj, value_type); }
+
+inline bool is_value(PyObject* obj) { return value_type != nullptr && PyObject_TypeCheck(obj, value_type); }
+
+// The node `obj` holds now (compaction renumbers nodes: read it at the moment of use).
+// `obj` must be a Value.
+inline NodeId value_node(PyObject* obj) { return reinterpret_cast<ValueObject*>(obj)->id; }
+
+// The arena's compaction hook: the node of Value `owner` now has id `new_id`.
+inline void relocate_value(void* owner, NodeId new_id) { static_cast<ValueObject*>(owner)->id = new_id; }
+
+// Compacts the arena if it has grown enough since the last time (amortised O(1) per node).
+inline void compact_if_due(Arena& graph) { graph.maybe_compact(relocate_value); }
+
+// A new Value for node `id`, just pushed on top of the arena and not yet owned (the node is
+// dropped again if this fails). Runs no Python code. Null with a Python error on failure.
+PyObject* wrap_new_node(NodeId id);
+
+// A new reference to the Value of node `id`: its live handle if it has one (so identity is
+// preserved), else a fresh one. Null with a Python error on failure.
 PyObject* handle_of(NodeId id);
-
-// Compaction hook for code that calls Arena::maybe_compact() itself.
-void relocate_handle(void* owner, NodeId new_id);
 
 // Converts a Python real number to double: 1 done, 0 not a real number (no error set),
 // -1 error set (e.g. an int too large for a float).
-int to_double(PyObject* obj, double* out);
+inline int to_double(PyObject* obj, double* out) {
+    if (PyFloat_Check(obj)) {
+        *out = PyFloat_AS_DOUBLE(obj);
+        return 1;
+    }
+    if (PyLong_Check(obj)) {
+        const double x = PyLong_AsDouble(obj);
+        if (x == -1.0 && PyErr_Occurred()) return -1;
+        *out = x;
+        return 1;
+    }
+    // float(x) would parse strings; a Value is not a number either.
+    if (is_value(obj) || PyUnicode_Check(obj) || PyBytes_Check(obj) || PyByteArray_Check(obj)) return 0;
+    PyNumberMethods* number = Py_TYPE(obj)->tp_as_number;
+    if (number == nullptr || (number->nb_float == nullptr && number->nb_index == nullptr)) return 0;
+    const double x = PyFloat_AsDouble(obj);  // numpy scalars, Decimal, ... via __float__/__index__
+    if (x == -1.0 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return -1;
+        PyErr_Clear();  // e.g. a numpy array of size > 1: not a scalar
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
 
-// Temporarily forbids compaction, for code that holds node ids across Python calls.
+// Sets TypeError "<what> must be a real number ..., not '<type>'"; returns null.
+inline PyObject* not_a_number(const char* what, PyObject* obj) {
+    return PyErr_Format(PyExc_TypeError, "%s must be a real number (int, float or numpy scalar), not '%.200s'", what,
+                        Py_TYPE(obj)->tp_name);
+}
+
+// The failure path of guarded(): drops the unowned nodes on top of the arena and raises
+// MemoryError. Returns null.
+PyObject* raise_memory_error(const std::bad_alloc& error) noexcept;
+
+// Runs `build` (which pushes nodes and returns a new reference, or null with a Python error
+// set) and turns a full arena or a failed allocation into MemoryError, after dropping the
+// unowned nodes `build` pushed. Forced inline: left to itself, the compiler keeps one copy
+// per op out of line and every `a.relu()` pays a call and a closure for it.
+template <typename Build>
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+inline PyObject* guarded(Build&& build) noexcept {
+    try {
+        return build();
+    } catch (const std::bad_alloc& error) {
+        return raise_memory_error(error);
+    }
+}
+
+// Forbids compaction while alive, for code that keeps node ids across calls that may run
+// Python code.
 struct CompactionBlocker {
-    CompactionBlocker();
-    ~CompactionBlocker();
+    CompactionBlocker() { ++arena().compaction_blocked; }
+    ~CompactionBlocker() { --arena().compaction_blocked; }
+    CompactionBlocker(const CompactionBlocker&) = delete;
+    CompactionBlocker& operator=(const CompactionBlocker&) = delete;
 };
 
 }  // namespace arenagrad

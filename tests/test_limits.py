@@ -196,7 +196,7 @@ def test_graph_too_big_for_memory_raises_memory_error():
 
 @needs_rlimit
 def test_backward_out_of_memory_raises_memory_error():
-    # Was an abort: backward() allocates a flag per node and let std::bad_alloc escape.
+    # backward() allocates a flag per node: a failed allocation must not escape as an abort.
     result = _run_capped(
         """
         root = arenagrad.sum(range(20_000_000))   # 20M leaves: backward needs 20 MB

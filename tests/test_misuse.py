@@ -144,6 +144,29 @@ def test_linear_and_sum_reject_non_numbers(engine):
         engine.sum([V(1.0), None])
 
 
+def test_linear_and_sum_read_every_kind_of_sequence_alike(engine):
+    # Lists and tuples of plain Values and floats are read in place, anything else (other
+    # iterables, Value subclasses, other numbers) is copied first: the results must not differ.
+    class Sub(engine.Value):
+        pass
+
+    def build(kind):
+        w, v = engine.Value(0.5), (Sub if kind == "subclass" else engine.Value)(-2.0)
+        three = np.float64(3.0) if kind == "numpy" else 3.0
+        ws, xs, vs = [w, v, w], [v, three, 1.25], [v, three, w]
+        if kind == "generator":
+            ws, xs, vs = iter(ws), (x for x in xs), iter(vs)
+        elif kind == "tuple":
+            ws, xs, vs = tuple(ws), tuple(xs), tuple(vs)
+        out = engine.linear(v, ws, xs) * engine.sum(vs)
+        out.backward()
+        return out.data, w.grad, v.grad
+
+    want = build("list")
+    for kind in ("tuple", "generator", "subclass", "numpy"):
+        assert build(kind) == want, kind
+
+
 @pytest.mark.parametrize("op", [operator.lt, operator.le, operator.gt, operator.ge])
 def test_ordering_comparisons_are_not_defined(engine, op):
     with pytest.raises(TypeError):

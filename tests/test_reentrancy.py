@@ -2,7 +2,8 @@
 
 A number's `__float__`, a garbage-collector callback or a finaliser can run arbitrary Python
 in the middle of an op: build Values, drop them (truncating the arena), force a compaction,
-or mutate the very list being read. Each test here was a crash or a wrong answer once.
+or mutate the very list being read. Without the checks, each case below reads freed memory,
+a wrong node, or a list item that is no longer there.
 """
 
 import gc
@@ -33,7 +34,7 @@ class Mutator:
 
 
 def test_sum_list_cleared_while_converting(ag):
-    # Was a segfault: the loop kept reading items of a list emptied under it.
+    # The list is emptied while its items are read: reading on would run past its end.
     items = [ag.Value(1.0), None, ag.Value(3.0)]
     items[1] = Mutator(2.0, items.clear)
     with pytest.raises(RuntimeError, match="changed"):
@@ -41,7 +42,7 @@ def test_sum_list_cleared_while_converting(ag):
 
 
 def test_sum_value_replaced_while_converting(ag):
-    # Was a wrong answer: a str object's memory read as a node id.
+    # An item checked as a Value is replaced: its memory must not be read as a node id.
     items = [ag.Value(1.0), None]
 
     def replace():
@@ -95,10 +96,10 @@ def test_conversion_that_compacts_keeps_operands(ag):
 
 
 def test_subclass_allocation_running_gc(ag):
-    # Was silent corruption: a subclass instance is allocated by tp_alloc, which may run the
-    # garbage collector and with it Python code that builds and drops Values. Its leaf used
-    # to be pushed first, left unowned, and truncated away by that code, so the new Value
-    # pointed at a node that the next Value then reused.
+    # A subclass instance is allocated by tp_alloc, which may run the garbage collector and
+    # with it Python code that builds and drops Values. A leaf pushed before that would be
+    # unowned and truncated away, and the new Value would point at a node the next Value
+    # reuses.
     class Sub(ag.Value):
         pass
 
@@ -124,7 +125,7 @@ def test_subclass_allocation_running_gc(ag):
 
 @pytest.mark.parametrize("state", [1, None, "x", [1.0, "a"]])
 def test_setstate_with_a_non_tuple_raises_type_error(ag, state):
-    # Found by fuzz/fuzz_api.py: was SystemError ("new style getargs format but argument
-    # is not a tuple").
+    # PyArg_ParseTuple given a non-tuple raises SystemError ("new style getargs format but
+    # argument is not a tuple"); the state must be checked first (found by fuzz/fuzz_api.py).
     with pytest.raises(TypeError, match="tuple"):
         ag.Value(1.0).__setstate__(state)

@@ -540,14 +540,69 @@ def test_bad_compile_arguments():
         arenagrad.compile(lambda x, y: x, 1)  # fn's own error surfaces
 
 
-def test_native_tape_rejects_non_values():
+# _core.Replay is private (compile() checks every argument for users), but no call to it may
+# read or write out of bounds: each misuse below is a clean exception.
+
+
+def test_native_replay_rejects_non_values():
     v = native.Value(1.0)
     with pytest.raises(TypeError, match="Value"):
-        arenagrad._core.Tape(1.0, [v], [v])
+        arenagrad._core.Replay(1.0, [v], [v])
     with pytest.raises(TypeError, match="Value"):
-        arenagrad._core.Tape(v, [v], ["x"])
+        arenagrad._core.Replay(v, [v], ["x"])
     with pytest.raises(ValueError):
-        arenagrad._core.Tape(v, [v], [v])  # an input that is not above the fence
+        arenagrad._core.Replay(v, [v], [v])  # an input that is not above the fence
+    fence = native.Value(0.0)
+    x = native.Value(0.0)
+    with pytest.raises(ValueError):
+        arenagrad._core.Replay(fence, [x, x], [x * 2])  # the same input twice
+    with pytest.raises(ValueError, match="device"):
+        arenagrad._core.Replay(fence, [x], [x * 2], "tpu")
+
+
+def _native_replay():
+    p = native.Value(3.0)
+    fence = native.Value(0.0)
+    x = native.Value(0.0)
+    return p, arenagrad._core.Replay(fence, [x], [x * p, x + 1.0])
+
+
+def test_native_replay_checks_array_shapes():
+    _, replay = _native_replay()
+    for X in (np.zeros(4), np.zeros((4, 2)), np.zeros((2, 4, 1))):
+        with pytest.raises(ValueError, match="shape"):
+            replay.forward(X)
+    with pytest.raises(TypeError):
+        replay.forward("not an array")
+    with pytest.raises(RuntimeError, match="forward"):
+        replay.backward()  # nothing to go back through yet
+    replay.forward(np.ones((4, 1)))
+    for seed in (np.ones((3, 2)), np.ones((4, 1)), np.ones(8)):
+        with pytest.raises(ValueError, match="seed"):
+            replay.backward(seed)
+    with pytest.raises(ValueError, match="shape"):
+        replay.forward(np.zeros((4, 3)))
+    assert replay.backward().shape == (4, 1)  # the rejected call left the last forward intact
+
+
+def test_native_replay_converts_arrays_it_is_given():
+    p, replay = _native_replay()
+    X = np.arange(6.0).reshape(2, 3)[:, 1:2]  # not contiguous
+    assert replay.forward(X).tolist() == [[3.0, 2.0], [12.0, 5.0]]
+    assert replay.forward([[1], [2]]).tolist() == [[3.0, 2.0], [6.0, 3.0]]  # ints in a list
+    p.grad = 0.0
+    assert replay.backward(np.ones((2, 2), dtype=np.float32)).tolist() == [[4.0], [4.0]]
+    assert p.grad == 3.0
+
+
+def test_native_replay_externals_is_a_copy():
+    p, replay = _native_replay()
+    externals = replay.externals
+    assert externals == [p]
+    externals.clear()
+    del p
+    assert replay.externals[0].data == 3.0  # the replay still owns its parameter
+    assert replay.forward(np.ones((2, 1))).tolist() == [[3.0, 2.0], [3.0, 2.0]]
 
 
 def test_cuda_without_a_device_raises_a_clear_error():

@@ -1,14 +1,16 @@
-// CUDA replay of a tape's lane part: one thread per lane, walking the tape through the same
-// functions as the CPU (replay.hpp, over ops.hpp's op table). This file adds only the
-// kernels, the transfers, and the lane-sum of the shared (parameter) gradients.
+// The lane part of a replay on a CUDA device: one thread per lane, walking the tape through
+// the same functions as the CPU (replay.hpp, over ops.hpp's op table). This file adds only the
+// kernels, the transfers, and the lane-sum of the shared (parameter) gradients; the invariant
+// part runs on the host (replay_driver.hpp), as for the CPU.
 //
 // Layout: node-major, row s holds slot s of every lane, so when the threads of a warp all
 // read slot s they read neighbouring addresses (coalesced).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <memory>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "../replay.hpp"
 #include "elementwise.hpp"
@@ -21,7 +23,8 @@ constexpr unsigned kThreads = 128;     // lanes per block in the sweeps
 constexpr unsigned kSumThreads = 256;  // threads per shared slot in the lane-sum
 
 void check(cudaError_t status, const char* what) {
-    if (status != cudaSuccess) throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(status));
+    if (status != cudaSuccess)
+        throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(status));
 }
 
 // A device buffer that only grows.
@@ -113,6 +116,68 @@ __global__ void lane_sum_kernel(const double* lane_grads, std::size_t batch, dou
 
 unsigned blocks_for(std::size_t lanes) { return unsigned((lanes + kThreads - 1) / kThreads); }
 
+class CudaLaneReplay final : public LaneReplay {
+public:
+    // A tape never changes once recorded: it is uploaded once, here.
+    explicit CudaLaneReplay(const Tape& tape) : tape_(tape) {
+        op_.upload(tape.lane.op.data(), tape.lane.op.size());
+        a_.upload(tape.lane.a.data(), tape.lane.a.size());
+        b_.upload(tape.lane.b.data(), tape.lane.b.size());
+        nary_.upload(tape.lane.nary.data(), tape.lane.nary.size());
+        outputs_.upload(tape.outputs.data(), tape.outputs.size());
+    }
+
+    void forward(const double* X, std::size_t batch, const double* shared, double* Y) override {
+        const TapeView t = view();
+        const std::uint32_t m = std::uint32_t(tape_.outputs.size());
+        batch_ = batch;
+        shared_.upload(shared, tape_.invariant.n_slots());
+        values_.reserve(std::size_t(t.n_slots) * batch);
+        X_.upload(X, batch * t.n_in);
+        Y_.reserve(batch * m);
+        if (batch > 0) {
+            forward_kernel<<<blocks_for(batch), kThreads>>>(t, values_.p, shared_.p, X_.p, Y_.p, outputs_.p, m, batch);
+            check(cudaGetLastError(), "forward kernel launch");
+        }
+        Y_.download(Y, batch * m);
+    }
+
+    void backward(const double* seed, double* input_grads, double* shared_grads) override {
+        const TapeView t = view();
+        const std::uint32_t m = std::uint32_t(tape_.outputs.size());
+        const std::uint32_t n_shared = tape_.invariant.n_slots();
+        const std::size_t batch = batch_;
+        grads_.reserve(std::size_t(t.n_slots) * batch);
+        shared_lane_grads_.reserve(std::size_t(n_shared) * batch);
+        shared_grads_.reserve(n_shared);
+        input_grads_.reserve(batch * t.n_in);
+        if (seed != nullptr) seed_.upload(seed, batch * m);
+        std::fill_n(shared_grads, n_shared, 0.0);
+        if (batch > 0) {
+            backward_kernel<<<blocks_for(batch), kThreads>>>(t, values_.p, grads_.p, shared_.p, shared_lane_grads_.p,
+                                                             n_shared, seed != nullptr ? seed_.p : nullptr,
+                                                             input_grads_.p, outputs_.p, m, batch);
+            check(cudaGetLastError(), "backward kernel launch");
+            if (n_shared > 0) {
+                lane_sum_kernel<<<n_shared, kSumThreads>>>(shared_lane_grads_.p, batch, shared_grads_.p);
+                check(cudaGetLastError(), "lane-sum kernel launch");
+                shared_grads_.download(shared_grads, n_shared);
+            }
+        }
+        input_grads_.download(input_grads, batch * t.n_in);
+        check(cudaDeviceSynchronize(), "backward");
+    }
+
+private:
+    const Tape& tape_;
+    DeviceArray<Op> op_;
+    DeviceArray<std::uint32_t> a_, b_, nary_, outputs_;
+    DeviceArray<double> values_, grads_, shared_, shared_lane_grads_, shared_grads_, X_, Y_, seed_, input_grads_;
+    std::size_t batch_ = 0;
+
+    TapeView view() const { return TapeView{tape_.lane.n_in, tape_.lane.n_slots(), op_.p, a_.p, b_.p, nary_.p}; }
+};
+
 }  // namespace
 
 bool compiled() { return true; }
@@ -129,71 +194,7 @@ int device_count(std::string& why) {
     return count;
 }
 
-struct Replay::State {
-    const Tape* uploaded = nullptr;  // a tape never changes once recorded: upload it once
-    DeviceArray<Op> op;
-    DeviceArray<std::uint32_t> a, b, nary, outputs;
-    DeviceArray<double> values, grads, shared, shared_lane_grads, shared_grads, X, Y, seed, input_grads;
-    std::size_t batch = 0;
-
-    TapeView view(const Tape& tape) {
-        if (uploaded != &tape) {
-            op.upload(tape.lane.op.data(), tape.lane.op.size());
-            a.upload(tape.lane.a.data(), tape.lane.a.size());
-            b.upload(tape.lane.b.data(), tape.lane.b.size());
-            nary.upload(tape.lane.nary.data(), tape.lane.nary.size());
-            outputs.upload(tape.outputs.data(), tape.outputs.size());
-            uploaded = &tape;
-        }
-        return TapeView{tape.lane.n_in, tape.lane.n_slots(), op.p, a.p, b.p, nary.p};
-    }
-};
-
-Replay::Replay() : state_(new State()) {}
-Replay::~Replay() { delete state_; }
-
-void Replay::forward(const Tape& tape, const double* X, std::size_t batch, const std::vector<double>& shared, double* Y) {
-    State& s = *state_;
-    const TapeView t = s.view(tape);
-    const std::uint32_t m = std::uint32_t(tape.outputs.size());
-    s.batch = batch;
-    s.shared.upload(shared.data(), shared.size());
-    s.values.reserve(std::size_t(t.n_slots) * batch);
-    s.X.upload(X, batch * t.n_in);
-    s.Y.reserve(batch * m);
-    if (batch > 0) {
-        forward_kernel<<<blocks_for(batch), kThreads>>>(t, s.values.p, s.shared.p, s.X.p, s.Y.p, s.outputs.p, m, batch);
-        check(cudaGetLastError(), "forward kernel launch");
-    }
-    s.Y.download(Y, batch * m);
-}
-
-void Replay::backward(const Tape& tape, const double* seed, double* input_grads, std::vector<double>& shared_grads) {
-    State& s = *state_;
-    const TapeView t = s.view(tape);
-    const std::uint32_t m = std::uint32_t(tape.outputs.size());
-    const std::uint32_t n_shared = tape.invariant.n_slots();
-    const std::size_t batch = s.batch;
-    s.grads.reserve(std::size_t(t.n_slots) * batch);
-    s.shared_lane_grads.reserve(std::size_t(n_shared) * batch);
-    s.shared_grads.reserve(n_shared);
-    s.input_grads.reserve(batch * t.n_in);
-    if (seed != nullptr) s.seed.upload(seed, batch * m);
-    shared_grads.assign(n_shared, 0.0);
-    if (batch > 0) {
-        backward_kernel<<<blocks_for(batch), kThreads>>>(t, s.values.p, s.grads.p, s.shared.p, s.shared_lane_grads.p,
-                                                         n_shared, seed != nullptr ? s.seed.p : nullptr,
-                                                         s.input_grads.p, s.outputs.p, m, batch);
-        check(cudaGetLastError(), "backward kernel launch");
-        if (n_shared > 0) {
-            lane_sum_kernel<<<n_shared, kSumThreads>>>(s.shared_lane_grads.p, batch, s.shared_grads.p);
-            check(cudaGetLastError(), "lane-sum kernel launch");
-            s.shared_grads.download(shared_grads.data(), n_shared);
-        }
-    }
-    s.input_grads.download(input_grads, batch * t.n_in);
-    check(cudaDeviceSynchronize(), "backward");
-}
+std::unique_ptr<LaneReplay> make_lane_replay(const Tape& tape) { return std::make_unique<CudaLaneReplay>(tape); }
 
 }  // namespace cuda
 }  // namespace arenagrad

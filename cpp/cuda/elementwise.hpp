@@ -1,12 +1,11 @@
-// Host entry points of the CUDA replay (cuda/elementwise.cu), or of its stand-in
+// Host entry points of the CUDA lane replay (cuda/elementwise.cu), or of its stand-in
 // (cuda_stub.cpp) in builds without CUDA: the rest of the module calls only these.
 #pragma once
 
-#include <cstddef>
+#include <memory>
 #include <string>
-#include <vector>
 
-#include "../tape.hpp"
+#include "../replay_driver.hpp"
 
 namespace arenagrad {
 namespace cuda {
@@ -17,23 +16,10 @@ bool compiled();
 // The number of usable CUDA devices; when it is 0, `why` says why (no driver, no device, ...).
 int device_count(std::string& why);
 
-// The lane part of a tape replayed on the current CUDA device. Keeps the lanes' values on
-// the device between forward and backward. Throws std::runtime_error on any CUDA error.
-class Replay {
-public:
-    Replay();
-    ~Replay();
-    Replay(const Replay&) = delete;
-    Replay& operator=(const Replay&) = delete;
-
-    // As CpuReplay::forward/backward (replay_cpu.hpp); all pointers are host memory.
-    void forward(const Tape& tape, const double* X, std::size_t batch, const std::vector<double>& shared, double* Y);
-    void backward(const Tape& tape, const double* seed, double* input_grads, std::vector<double>& shared_grads);
-
-private:
-    struct State;
-    State* state_;
-};
+// The lane part of `tape` replayed on the current CUDA device, one thread per lane; the lanes'
+// values stay on the device between forward and backward. Throws std::runtime_error when
+// there is no usable device (or on any later CUDA error).
+std::unique_ptr<LaneReplay> make_lane_replay(const Tape& tape);
 
 }  // namespace cuda
 }  // namespace arenagrad

@@ -5,9 +5,13 @@
     dX = f.backward()                        # d(outputs)/dX, (B, k); parameters' .grad += sums
 
 `fn` runs once, on placeholder Values; what it builds is recorded into a tape (cpp/tape.hpp)
-and replayed natively (cpp/replay.hpp), over OpenMP threads or on a CUDA device. Values that
-`fn` uses but did not create (model parameters) are read afresh at every forward, so the usual
-training loop works without tracing again. docs/replay.md has the details and the limits.
+that a native replay (`_core.Replay`, cpp/replay_driver.hpp) runs over OpenMP threads or on a
+CUDA device. Values that `fn` uses but did not create (model parameters) are read afresh at
+every forward, so the usual training loop works without tracing again. docs/replay.md has the
+details and the limits.
+
+This module checks every argument, with messages meant for users; `_core.Replay` checks only
+what keeps its memory accesses in bounds.
 """
 
 from __future__ import annotations
@@ -51,44 +55,44 @@ def _as_matrix(array: Any, cols: int, what: str) -> np.ndarray:
 class Compiled:
     """A traced function, replayed over batches. Made by `arenagrad.compile`."""
 
-    def __init__(self, tape: _core.Tape, single_output: bool, name: str) -> None:
-        self._tape = tape
+    def __init__(self, replay: _core.Replay, single_output: bool, name: str) -> None:
+        self._replay = replay
         self._single = single_output
         self._name = name
         self._batch: int | None = None
 
     @property
     def n_inputs(self) -> int:
-        return int(self._tape.n_inputs)
+        return self._replay.n_inputs
 
     @property
     def n_outputs(self) -> int:
-        return int(self._tape.n_outputs)
+        return self._replay.n_outputs
 
     @property
     def n_nodes(self) -> int:
         """Ops on the tape: those computed per lane plus those computed once per forward."""
-        return int(self._tape.n_lane_nodes + self._tape.n_invariant_nodes)
+        return self._replay.n_lane_nodes + self._replay.n_invariant_nodes
 
     @property
     def n_lane_nodes(self) -> int:
         """Ops that depend on the inputs, computed for every lane."""
-        return int(self._tape.n_lane_nodes)
+        return self._replay.n_lane_nodes
 
     @property
     def n_invariant_nodes(self) -> int:
         """Ops that depend only on parameters and constants, computed once per forward."""
-        return int(self._tape.n_invariant_nodes)
+        return self._replay.n_invariant_nodes
 
     @property
     def parameters(self) -> list[Value]:
         """The Values `fn` used without creating them: read at every forward, and given the
         lane-summed gradient at every backward."""
-        return list(self._tape.externals)
+        return self._replay.externals
 
     @property
     def device(self) -> str:
-        return str(self._tape.device)
+        return self._replay.device
 
     def forward(self, X: Any = None) -> np.ndarray:
         """Run `fn` on every row of X (shape (B, n_inputs), float64). Returns shape (B,) for a
@@ -98,7 +102,7 @@ class Compiled:
             if self.n_inputs != 0:
                 raise TypeError(f"forward() needs X of shape (batch, {self.n_inputs})")
             X = np.empty((1, 0))
-        Y = self._tape.forward(_as_matrix(X, self.n_inputs, "X"))
+        Y = self._replay.forward(_as_matrix(X, self.n_inputs, "X"))
         self._batch = Y.shape[0]
         return Y[:, 0] if self._single else Y
 
@@ -120,21 +124,21 @@ class Compiled:
             if seed.shape[0] != self._batch:
                 expected = (self._batch,) if self._single else (self._batch, self.n_outputs)
                 raise ValueError(f"seed must have shape {expected} like forward's result")
-        return self._tape.backward(seed)
+        return self._replay.backward(seed)
 
     def zero_grad(self) -> None:
         """Set .grad = 0 on every parameter (one native call instead of a Python loop)."""
-        self._tape.zero_grad()
+        self._replay.zero_grad()
 
     def sgd_step(self, learning_rate: float) -> None:
         """`p.data -= learning_rate * p.grad` for every parameter, in one native call (the
         same arithmetic as micrograd's update loop)."""
-        self._tape.sgd_step(float(learning_rate))
+        self._replay.sgd_step(float(learning_rate))
 
     def __repr__(self) -> str:
         return (
             f"Compiled({self._name}, n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, "
-            f"n_nodes={self.n_nodes}, parameters={len(self._tape.externals)}, "
+            f"n_nodes={self.n_nodes}, parameters={len(self._replay.externals)}, "
             f"device={self.device!r})"
         )
 
@@ -183,6 +187,6 @@ def compile(
     for i, out in enumerate(outputs):
         if not isinstance(out, Value):
             raise TypeError(f"fn's output {i} must be a Value, not {type(out).__name__!r}")
-    tape = _core.Tape(fence, inputs, outputs, device)
+    replay = _core.Replay(fence, inputs, outputs, device)
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
-    return Compiled(tape, single, name)
+    return Compiled(replay, single, name)

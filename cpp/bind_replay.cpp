@@ -1,0 +1,173 @@
+// _core.Replay: a Replay (replay_driver.hpp) whose parameters are Values, with numpy arrays in
+// and out. arenagrad.compile records one and wraps it in the public Compiled.
+//
+// compile.py checks every argument with messages meant for users; the checks here are only
+// those that keep a private caller from reading or writing out of bounds. The sweeps run with
+// the GIL released. The externals' node ids are read afresh at every call, since the arena may
+// have compacted (renumbered) since the last one.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cuda/elementwise.hpp"
+#include "replay_cpu.hpp"
+#include "replay_driver.hpp"
+#include "value.hpp"
+
+namespace py = pybind11;
+
+namespace arenagrad {
+namespace {
+
+using Matrix = py::array_t<double, py::array::c_style>;
+
+NodeId node_of(py::handle obj) {
+    if (!is_value(obj.ptr()))
+        throw py::type_error("expected a Value, not '" + std::string(Py_TYPE(obj.ptr())->tp_name) + "'");
+    return value_node(obj.ptr());
+}
+
+MakeLaneReplay lane_replay_for(const std::string& device) {
+    if (device == "cpu") return make_cpu_lane_replay;
+    if (device == "cuda") return cuda::make_lane_replay;
+    throw py::value_error("device must be 'cpu' or 'cuda', not '" + device + "'");
+}
+
+// Records the tape, and puts into `externals` the Values it reads as parameters: owning them
+// keeps their nodes alive and has compaction tell them their new ids.
+Tape record_tape(py::handle fence, const py::list& inputs, const py::list& outputs,
+                 std::vector<py::object>& externals) {
+    CompactionBlocker hold_ids;  // the ids read here must not move until recorded and owned
+    const NodeId first = node_of(fence);
+    std::vector<NodeId> in, out;
+    for (py::handle item : inputs) in.push_back(node_of(item));
+    for (py::handle item : outputs) out.push_back(node_of(item));
+    Tape tape;
+    for (NodeId id : record(arena(), first, in, out, tape)) {
+        PyObject* handle = handle_of(id);
+        if (handle == nullptr) throw py::error_already_set();
+        externals.push_back(py::reinterpret_steal<py::object>(handle));
+    }
+    return tape;
+}
+
+class PyReplay {
+public:
+    PyReplay(py::handle fence, const py::list& inputs, const py::list& outputs, const std::string& device)
+        : device_(device), replay_(record_tape(fence, inputs, outputs, externals_), lane_replay_for(device)) {
+        params_.resize(externals_.size());
+    }
+
+    // X: (batch, n_inputs) -> (batch, n_outputs).
+    Matrix forward(const Matrix& X) {
+        Busy busy(busy_);
+        const Tape& tape = replay_.tape();
+        if (X.ndim() != 2 || std::size_t(X.shape(1)) != tape.n_inputs())
+            throw py::value_error("X must have shape (batch, n_inputs)");
+        const std::size_t batch = std::size_t(X.shape(0));
+        for (std::size_t e = 0; e < params_.size(); ++e) params_[e] = arena().data[value_node(externals_[e].ptr())];
+        Matrix Y({batch, tape.outputs.size()});
+        {
+            py::gil_scoped_release unlocked;
+            replay_.forward(params_.data(), X.data(), batch, Y.mutable_data());
+        }
+        return Y;
+    }
+
+    // seed: (batch, n_outputs) of the last forward, or None for ones -> d(seeded outputs)/dX,
+    // (batch, n_inputs). Adds the lane-summed gradient of every external into its .grad.
+    Matrix backward(const std::optional<Matrix>& seed) {
+        Busy busy(busy_);
+        const Tape& tape = replay_.tape();
+        const std::size_t batch = replay_.batch();
+        if (seed && (seed->ndim() != 2 || std::size_t(seed->shape(0)) != batch ||
+                     std::size_t(seed->shape(1)) != tape.outputs.size()))
+            throw py::value_error("seed must have shape (batch, n_outputs) of the last forward");
+        Matrix input_grads({batch, std::size_t(tape.n_inputs())});
+        const double* param_grads;
+        {
+            py::gil_scoped_release unlocked;
+            param_grads = replay_.backward(seed ? seed->data() : nullptr, input_grads.mutable_data());
+        }
+        for (std::size_t e = 0; e < externals_.size(); ++e)
+            arena().grad[value_node(externals_[e].ptr())] += param_grads[e];
+        return input_grads;
+    }
+
+    // The training loop's two loops over parameters, as one native call each.
+    void zero_grad() {
+        for (const py::object& p : externals_) arena().grad[value_node(p.ptr())] = 0.0;
+    }
+    void sgd_step(double learning_rate) {
+        Arena& graph = arena();
+        for (const py::object& p : externals_) {
+            const NodeId id = value_node(p.ptr());
+            graph.data[id] -= learning_rate * graph.grad[id];  // exactly `p.data -= lr * p.grad`
+        }
+    }
+
+    std::size_t n_inputs() const { return replay_.tape().n_inputs(); }
+    std::size_t n_outputs() const { return replay_.tape().outputs.size(); }
+    std::size_t n_lane_nodes() const { return replay_.tape().lane.n_ops(); }
+    std::size_t n_invariant_nodes() const { return replay_.tape().invariant.n_ops(); }
+    py::list externals() const {  // a new list: the caller may change it, ours never changes
+        py::list list;
+        for (const py::object& p : externals_) list.append(p);
+        return list;
+    }
+    const std::string& device() const { return device_; }
+
+private:
+    // Refuses a second call while one runs in another thread (the GIL is released in sweeps).
+    struct Busy {
+        std::atomic<bool>& flag;
+        explicit Busy(std::atomic<bool>& f) : flag(f) {
+            if (flag.exchange(true))
+                throw std::runtime_error("this compiled function is already running in another thread");
+        }
+        ~Busy() { flag = false; }
+    };
+
+    std::string device_;
+    std::vector<py::object> externals_;  // the externals' Values, in slot order
+    Replay replay_;                      // (initialised after externals_, which recording fills)
+    std::vector<double> params_;         // the externals' values, gathered for each forward
+    std::atomic<bool> busy_{false};
+};
+
+}  // namespace
+
+void bind_replay(py::module_& m) {
+    py::class_<PyReplay>(m, "Replay", "A recorded tape replayed over batches of inputs (arenagrad.compile's engine).")
+        .def(py::init<py::handle, const py::list&, const py::list&, const std::string&>(), py::arg("fence"),
+             py::arg("inputs"), py::arg("outputs"), py::arg("device") = "cpu",
+             "Record the nodes built after `fence` that `outputs` need, with `inputs` as lane inputs.")
+        .def("forward", &PyReplay::forward, py::arg("X"), "(batch, n_inputs) float64 -> (batch, n_outputs)")
+        .def("backward", &PyReplay::backward, py::arg("seed") = py::none(),
+             "Seeded gradients of the last forward: returns d/dX, adds the externals' grads into their .grad.")
+        .def("zero_grad", &PyReplay::zero_grad, "Set .grad = 0 on every external.")
+        .def("sgd_step", &PyReplay::sgd_step, py::arg("learning_rate"),
+             "p.data -= learning_rate * p.grad for every external.")
+        .def_property_readonly("n_inputs", &PyReplay::n_inputs)
+        .def_property_readonly("n_outputs", &PyReplay::n_outputs)
+        .def_property_readonly("n_lane_nodes", &PyReplay::n_lane_nodes)
+        .def_property_readonly("n_invariant_nodes", &PyReplay::n_invariant_nodes)
+        .def_property_readonly("externals", &PyReplay::externals, "The Values read as parameters (a new list).")
+        .def_property_readonly("device", &PyReplay::device);
+    m.attr("cuda_compiled") = cuda::compiled();
+    m.def(
+        "cuda_devices",
+        [] {
+            std::string why;
+            const int count = cuda::device_count(why);
+            return py::make_tuple(count, why);
+        },
+        "(number of usable CUDA devices, why there are none or '')");
+}
+
+}  // namespace arenagrad
