@@ -137,12 +137,12 @@ def trace(root: Any, max_nodes: int = 10_000) -> tuple[list[Any], list[tuple[int
 
 def _roles(v: Any) -> list[tuple[Any, str]] | None:
     """(operand, role) for each operand of a `linear` node, in order, where the engine says
-    the order (`_children`): b, w0, ..., x0, .... None where it does not."""
+    the order (`_children`, the op table's: b, w0, x0, w1, x1, ...). None where it does not."""
     ordered = getattr(v, "_children", None)
     if v._op != "linear" or not isinstance(ordered, (tuple, list)) or len(ordered) % 2 != 1:
         return None
     n = len(ordered) // 2
-    names = ["b", *(f"w{i}" for i in range(n)), *(f"x{i}" for i in range(n))]
+    names = ["b", *(role for i in range(n) for role in (f"w{i}", f"x{i}"))]
     return list(zip(ordered, names, strict=True))
 
 
