@@ -73,61 +73,74 @@ struct NoSink {
 // scalars: a fold stays in a register and a node costs no lane loops. The same rules in the
 // same order as a wider block, so the results are the same bits.
 
-AG_HOST_DEVICE inline double value_of(const Lanes& x, std::uint32_t ref) { return operand(x, ref).p[0]; }
+// The slots of a one-lane block. Packed: rows one apart (the invariant part, a CPU batch of
+// one), known at compile time, since a multiply by the stride on every operand load cost ~15%
+// of a one-lane sweep.
+template <bool Packed>
+struct OneLane {
+    Lanes x;
 
-template <Op O>
-AG_HOST_DEVICE inline void forward_one(const TapeView& t, const Lanes& x, std::uint32_t i) {
+    AG_HOST_DEVICE std::size_t at(std::uint32_t slot) const { return Packed ? slot : std::size_t(slot) * x.stride; }
+    AG_HOST_DEVICE double& value(std::uint32_t slot) const { return x.val[at(slot)]; }
+    AG_HOST_DEVICE double& grad(std::uint32_t slot) const { return x.grad[at(slot)]; }
+    // An operand: a slot of this block or, with the kInvariant bit, a shared value.
+    AG_HOST_DEVICE double operand(std::uint32_t ref) const {
+        return is_invariant(ref) ? x.inv[slot_of(ref)] : value(ref);
+    }
+};
+
+template <Op O, bool Packed>
+AG_HOST_DEVICE inline void forward_one(const TapeView& t, const OneLane<Packed>& x, std::uint32_t i) {
     using Info = OpInfo<O>;
     using Rule = typename Info::Rule;
-    double& out = x.val[std::size_t(i) * x.stride];
     if constexpr (Info::kind == Kind::Nary) {
         const std::uint32_t* ops = t.nary + t.a[i];
         double acc;
         if constexpr (Rule::head == 0)
             acc = Rule::start();
         else
-            acc = Rule::start(value_of(x, ops[0]));
+            acc = Rule::start(x.operand(ops[0]));
         for (std::uint32_t k = Rule::head; k + Rule::term <= t.b[i]; k += Rule::term) {
             if constexpr (Rule::term == 1)
-                acc = Rule::step(acc, value_of(x, ops[k]));
+                acc = Rule::step(acc, x.operand(ops[k]));
             else
-                acc = Rule::step(acc, value_of(x, ops[k]), value_of(x, ops[k + 1]));
+                acc = Rule::step(acc, x.operand(ops[k]), x.operand(ops[k + 1]));
         }
-        out = acc;
+        x.value(i) = acc;
     } else if constexpr (Info::kind != Kind::Leaf) {  // a tape's leaves are its filled slots, never its ops
-        out = Rule::forward(value_of(x, t.a[i]), value_of(x, t.b[i]));
+        x.value(i) = Rule::forward(x.operand(t.a[i]), x.operand(t.b[i]));
     }
 }
 
-// grad[ref] += c, in place for a lane slot, through the sink for a shared one.
-template <typename Sink>
-AG_HOST_DEVICE inline void accumulate_one(const Lanes& x, Sink& sink, std::uint32_t ref, double c) {
+// grad[ref] += c, in place for a slot of the block, through the sink for a shared one.
+template <bool Packed, typename Sink>
+AG_HOST_DEVICE inline void accumulate_one(const OneLane<Packed>& x, Sink& sink, std::uint32_t ref, double c) {
     if (is_invariant(ref))
         sink.add(slot_of(ref), &c, 1);
     else
-        x.grad[std::size_t(ref) * x.stride] += c;
+        x.grad(ref) += c;
 }
 
-template <Op O, typename Sink>
-AG_HOST_DEVICE inline void backward_one(const TapeView& t, const Lanes& x, Sink& sink, std::uint32_t i) {
+template <Op O, bool Packed, typename Sink>
+AG_HOST_DEVICE inline void backward_one(const TapeView& t, const OneLane<Packed>& x, Sink& sink, std::uint32_t i) {
     using Info = OpInfo<O>;
     using Rule = typename Info::Rule;
-    const double out = x.val[std::size_t(i) * x.stride], g = x.grad[std::size_t(i) * x.stride];
+    const double out = x.value(i), g = x.grad(i);
     const std::uint32_t a = t.a[i], b = t.b[i];
     if constexpr (Info::kind == Kind::Unary) {
-        accumulate_one(x, sink, a, Rule::derivative(value_of(x, a), value_of(x, b), out) * g);
+        accumulate_one(x, sink, a, Rule::derivative(x.operand(a), x.operand(b), out) * g);
     } else if constexpr (Info::kind == Kind::Binary) {
-        const Partials d = Rule::derivatives(value_of(x, a), value_of(x, b), out);
+        const Partials d = Rule::derivatives(x.operand(a), x.operand(b), out);
         accumulate_one(x, sink, a, d.da * g);
         accumulate_one(x, sink, b, d.db * g);
     } else if constexpr (Info::kind == Kind::Nary) {
         const std::uint32_t* ops = t.nary + a;  // b operands
-        if constexpr (Rule::head == 1) accumulate_one(x, sink, ops[0], Rule::d_head(value_of(x, ops[0]), out) * g);
+        if constexpr (Rule::head == 1) accumulate_one(x, sink, ops[0], Rule::d_head(x.operand(ops[0]), out) * g);
         for (std::uint32_t k = Rule::head; k + Rule::term <= b; k += Rule::term) {
             if constexpr (Rule::term == 1) {
-                accumulate_one(x, sink, ops[k], Rule::d_term(value_of(x, ops[k]), out) * g);
+                accumulate_one(x, sink, ops[k], Rule::d_term(x.operand(ops[k]), out) * g);
             } else {
-                const Partials d = Rule::d_term(value_of(x, ops[k]), value_of(x, ops[k + 1]), out);
+                const Partials d = Rule::d_term(x.operand(ops[k]), x.operand(ops[k + 1]), out);
                 accumulate_one(x, sink, ops[k], d.da * g);
                 accumulate_one(x, sink, ops[k + 1], d.db * g);
             }
@@ -283,7 +296,8 @@ AG_HOST_DEVICE inline void backward_block(const TapeView& t, const Lanes& x, Sin
 // One lane: the switch over ops is written out here, not reached through visit(), and the
 // views are copies, so the compiler keeps the whole sweep in one loop without reloading them
 // (through visit's lambda it made a call per node, which is most of a node's cost here).
-AG_HOST_DEVICE inline void forward_one_lane(const TapeView t, const Lanes x) {
+template <bool Packed>
+AG_HOST_DEVICE inline void forward_one_lane(const TapeView t, const OneLane<Packed> x) {
     for (std::uint32_t i = t.n_in; i < t.n_slots; ++i) {
         switch (t.op[i]) {
             case Op::Leaf: break;
@@ -301,15 +315,17 @@ AG_HOST_DEVICE inline void forward_blocks(const TapeView& t, const Lanes& x) {
 }
 
 AG_HOST_DEVICE inline void forward_sweep(const TapeView& t, const Lanes& x) {
-    if (x.n == 1)
-        forward_one_lane(t, x);
-    else
+    if (x.n > 1)
         forward_blocks(t, x);
+    else if (x.stride == 1)
+        forward_one_lane(t, OneLane<true>{x});
+    else
+        forward_one_lane(t, OneLane<false>{x});
 }
 
 // Gradients flow from the rows already seeded (outputs) down to the first n_in rows.
-template <typename Sink>
-AG_HOST_DEVICE inline void backward_one_lane(const TapeView t, const Lanes x, Sink& sink) {
+template <bool Packed, typename Sink>
+AG_HOST_DEVICE inline void backward_one_lane(const TapeView t, const OneLane<Packed> x, Sink& sink) {
     for (std::uint32_t i = t.n_slots; i-- > t.n_in;) {
         switch (t.op[i]) {
             case Op::Leaf: break;
@@ -329,10 +345,12 @@ AG_HOST_DEVICE inline void backward_blocks(const TapeView& t, const Lanes& x, Si
 
 template <int W, typename Sink>
 AG_HOST_DEVICE inline void backward_sweep(const TapeView& t, const Lanes& x, Sink& sink) {
-    if (x.n == 1)
-        backward_one_lane(t, x, sink);
-    else
+    if (x.n > 1)
         backward_blocks<W>(t, x, sink);
+    else if (x.stride == 1)
+        backward_one_lane(t, OneLane<true>{x}, sink);
+    else
+        backward_one_lane(t, OneLane<false>{x}, sink);
 }
 
 }  // namespace arenagrad
