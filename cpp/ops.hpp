@@ -1,9 +1,9 @@
 // The op table: every op a graph can hold, with its forward formula and local derivatives.
 //
 // AG_OPS is the one list of ops. Everything that depends on the set of ops is generated from
-// it: the Op enum, the arity predicates, forward(), derivatives(), op_name(), visit() (the
-// switch through which the eager sweep and the replays reach per-op code) and Python's
-// arenagrad._core.op_table. Each row names its rule, a struct in `rules` below holding the
+// it: the Op enum, the arity predicates, forward(), derivatives(), op_name(), the switches
+// through which the eager sweep and the replays reach per-op code (visit() below, and the
+// one-lane replay's loops) and Python's arenagrad._core.op_table. Each row names its rule, a struct in `rules` below holding the
 // formulas; a row without a rule, or a rule without the functions its kind needs, does not
 // compile. So an op cannot be half-added: it is computed everywhere or nowhere.
 //

@@ -4,10 +4,11 @@
 // the block (value s of lane l is val[s * stride + l]). The CPU driver (replay_cpu.hpp) walks
 // tiles of up to 64 lanes whose rows stay in L2; the CUDA kernels (cuda/elementwise.cu) walk a
 // block of one lane per thread inside rows that span the whole batch, so neighbouring threads
-// touch neighbouring memory. Both call the functions below, which reach each node's code
-// through the op table's visit(): the per-lane arithmetic is the table's rules (ops.hpp), in
-// the same order as the eager arena, so a lane's values and its inputs' gradients are those of
-// evaluating the function eagerly on that lane.
+// touch neighbouring memory. Both call forward_sweep/backward_sweep below, which run a block of
+// one lane (every CUDA thread, the invariant part, a batch of one) on scalars and a wider block
+// row by row. Either way the arithmetic is the op table's rules (ops.hpp), in the same order as
+// the eager arena, so a lane's values and its inputs' gradients are those of evaluating the
+// function eagerly on that lane.
 //
 // Gradients for invariant slots (parameters, constants) are one number shared by all lanes:
 // each node hands its per-lane contributions to a Sink, which sums them over the block (CPU)
@@ -60,7 +61,96 @@ AG_HOST_DEVICE inline void for_lanes(Operand a, Operand b, unsigned n, F f) {
     }
 }
 
-// ---- forward -------------------------------------------------------------------------
+// A sink takes, for a shared slot, per-lane contributions c (add) or a[l] * b[l] (add_products).
+// A part with no invariant operands (the invariant part itself) never calls its sink.
+struct NoSink {
+    AG_HOST_DEVICE void add(std::uint32_t, const double*, unsigned) {}
+    AG_HOST_DEVICE void add_products(std::uint32_t, const double*, const double*, unsigned) {}
+};
+
+// ---- one lane ------------------------------------------------------------------------
+// A block of one lane (the invariant part, a CUDA thread, a batch of one) runs each node on
+// scalars: a fold stays in a register and a node costs no lane loops. The same rules in the
+// same order as a wider block, so the results are the same bits.
+
+// The slots of a one-lane block. Packed: rows one apart (the invariant part, a CPU batch of
+// one), known at compile time, since a multiply by the stride on every operand load cost ~15%
+// of a one-lane sweep.
+template <bool Packed>
+struct OneLane {
+    Lanes x;
+
+    AG_HOST_DEVICE std::size_t at(std::uint32_t slot) const { return Packed ? slot : std::size_t(slot) * x.stride; }
+    AG_HOST_DEVICE double& value(std::uint32_t slot) const { return x.val[at(slot)]; }
+    AG_HOST_DEVICE double& grad(std::uint32_t slot) const { return x.grad[at(slot)]; }
+    // An operand: a slot of this block or, with the kInvariant bit, a shared value.
+    AG_HOST_DEVICE double operand(std::uint32_t ref) const {
+        return is_invariant(ref) ? x.inv[slot_of(ref)] : value(ref);
+    }
+};
+
+template <Op O, bool Packed>
+AG_HOST_DEVICE inline void forward_one(const TapeView& t, const OneLane<Packed>& x, std::uint32_t i) {
+    using Info = OpInfo<O>;
+    using Rule = typename Info::Rule;
+    if constexpr (Info::kind == Kind::Nary) {
+        const std::uint32_t* ops = t.nary + t.a[i];
+        double acc;
+        if constexpr (Rule::head == 0)
+            acc = Rule::start();
+        else
+            acc = Rule::start(x.operand(ops[0]));
+        for (std::uint32_t k = Rule::head; k + Rule::term <= t.b[i]; k += Rule::term) {
+            if constexpr (Rule::term == 1)
+                acc = Rule::step(acc, x.operand(ops[k]));
+            else
+                acc = Rule::step(acc, x.operand(ops[k]), x.operand(ops[k + 1]));
+        }
+        x.value(i) = acc;
+    } else if constexpr (Info::kind != Kind::Leaf) {  // a tape's leaves are its filled slots, never its ops
+        x.value(i) = Rule::forward(x.operand(t.a[i]), x.operand(t.b[i]));
+    }
+}
+
+// grad[ref] += c, in place for a slot of the block, through the sink for a shared one.
+template <bool Packed, typename Sink>
+AG_HOST_DEVICE inline void accumulate_one(const OneLane<Packed>& x, Sink& sink, std::uint32_t ref, double c) {
+    if (is_invariant(ref))
+        sink.add(slot_of(ref), &c, 1);
+    else
+        x.grad(ref) += c;
+}
+
+template <Op O, bool Packed, typename Sink>
+AG_HOST_DEVICE inline void backward_one(const TapeView& t, const OneLane<Packed>& x, Sink& sink, std::uint32_t i) {
+    using Info = OpInfo<O>;
+    using Rule = typename Info::Rule;
+    const double out = x.value(i), g = x.grad(i);
+    const std::uint32_t a = t.a[i], b = t.b[i];
+    if constexpr (Info::kind == Kind::Unary) {
+        accumulate_one(x, sink, a, Rule::derivative(x.operand(a), x.operand(b), out) * g);
+    } else if constexpr (Info::kind == Kind::Binary) {
+        const Partials d = Rule::derivatives(x.operand(a), x.operand(b), out);
+        accumulate_one(x, sink, a, d.da * g);
+        accumulate_one(x, sink, b, d.db * g);
+    } else if constexpr (Info::kind == Kind::Nary) {
+        const std::uint32_t* ops = t.nary + a;  // b operands
+        if constexpr (Rule::head == 1) accumulate_one(x, sink, ops[0], Rule::d_head(x.operand(ops[0]), out) * g);
+        for (std::uint32_t k = Rule::head; k + Rule::term <= b; k += Rule::term) {
+            if constexpr (Rule::term == 1) {
+                accumulate_one(x, sink, ops[k], Rule::d_term(x.operand(ops[k]), out) * g);
+            } else {
+                const Partials d = Rule::d_term(x.operand(ops[k]), x.operand(ops[k + 1]), out);
+                accumulate_one(x, sink, ops[k], d.da * g);
+                accumulate_one(x, sink, ops[k + 1], d.db * g);
+            }
+        }
+    }
+}
+
+// ---- blocks of lanes -------------------------------------------------------------------
+// Each node over every lane of the block, one operand row at a time, in loops the compiler
+// vectorises.
 
 // Unary and binary ops: the rule's forward(a, b) for every lane.
 template <typename Rule>
@@ -88,28 +178,15 @@ AG_HOST_DEVICE inline void forward_fold(double* out, const Lanes& x, const std::
 }
 
 template <Op O>
-AG_HOST_DEVICE inline void forward_node(const TapeView& t, const Lanes& x, std::uint32_t i) {
+AG_HOST_DEVICE inline void forward_block(const TapeView& t, const Lanes& x, std::uint32_t i) {
     using Info = OpInfo<O>;
     double* out = x.val + std::size_t(i) * x.stride;
     if constexpr (Info::kind == Kind::Nary)
         forward_fold<typename Info::Rule>(out, x, t.nary + t.a[i], t.b[i]);
-    else if constexpr (Info::kind != Kind::Leaf)  // a tape's leaves are its filled slots, never its ops
+    else if constexpr (Info::kind != Kind::Leaf)
         forward_elementwise<typename Info::Rule>(out, operand(x, t.a[i]), operand(x, t.b[i]), x.n);
 }
 
-AG_HOST_DEVICE inline void forward_sweep(const TapeView& t, const Lanes& x) {
-    for (std::uint32_t i = t.n_in; i < t.n_slots; ++i)
-        visit(t.op[i], [&](auto info) { forward_node<decltype(info)::op>(t, x, i); });
-}
-
-// ---- backward ------------------------------------------------------------------------
-
-// A sink takes, for a shared slot, per-lane contributions c (add) or a[l] * b[l] (add_products).
-// A part with no invariant operands (the invariant part itself) never calls its sink.
-struct NoSink {
-    AG_HOST_DEVICE void add(std::uint32_t, const double*, unsigned) {}
-    AG_HOST_DEVICE void add_products(std::uint32_t, const double*, const double*, unsigned) {}
-};
 
 // grad[ref] += contribution, per lane for a lane slot, through the sink for a shared one.
 template <typename Sink>
@@ -202,7 +279,7 @@ AG_HOST_DEVICE inline void backward_fold(const Lanes& x, Sink& sink, const doubl
 }
 
 template <Op O, int W, typename Sink>
-AG_HOST_DEVICE inline void backward_node(const TapeView& t, const Lanes& x, Sink& sink, std::uint32_t i) {
+AG_HOST_DEVICE inline void backward_block(const TapeView& t, const Lanes& x, Sink& sink, std::uint32_t i) {
     using Info = OpInfo<O>;
     const double* out = x.val + std::size_t(i) * x.stride;
     const double* g = x.grad + std::size_t(i) * x.stride;
@@ -212,11 +289,68 @@ AG_HOST_DEVICE inline void backward_node(const TapeView& t, const Lanes& x, Sink
         backward_elementwise<Info, W>(x, sink, out, g, t.a[i], t.b[i]);
 }
 
+// ---- sweeps ----------------------------------------------------------------------------
+
+// Values flow from the first n_in rows (filled by the caller) up through the ops.
+//
+// One lane: the switch over ops is written out here, not reached through visit(), and the
+// views are copies, so the compiler keeps the whole sweep in one loop without reloading them
+// (through visit's lambda it made a call per node, which is most of a node's cost here).
+template <bool Packed>
+AG_HOST_DEVICE inline void forward_one_lane(const TapeView t, const OneLane<Packed> x) {
+    for (std::uint32_t i = t.n_in; i < t.n_slots; ++i) {
+        switch (t.op[i]) {
+            case Op::Leaf: break;
+#define AG_FORWARD_CASE(E, ...) \
+    case Op::E: forward_one<Op::E>(t, x, i); break;
+            AG_OPS(AG_FORWARD_CASE)
+#undef AG_FORWARD_CASE
+        }
+    }
+}
+
+AG_HOST_DEVICE inline void forward_blocks(const TapeView& t, const Lanes& x) {
+    for (std::uint32_t i = t.n_in; i < t.n_slots; ++i)
+        visit(t.op[i], [&](auto info) { forward_block<decltype(info)::op>(t, x, i); });
+}
+
+AG_HOST_DEVICE inline void forward_sweep(const TapeView& t, const Lanes& x) {
+    if (x.n > 1)
+        forward_blocks(t, x);
+    else if (x.stride == 1)
+        forward_one_lane(t, OneLane<true>{x});
+    else
+        forward_one_lane(t, OneLane<false>{x});
+}
+
 // Gradients flow from the rows already seeded (outputs) down to the first n_in rows.
+template <bool Packed, typename Sink>
+AG_HOST_DEVICE inline void backward_one_lane(const TapeView t, const OneLane<Packed> x, Sink& sink) {
+    for (std::uint32_t i = t.n_slots; i-- > t.n_in;) {
+        switch (t.op[i]) {
+            case Op::Leaf: break;
+#define AG_BACKWARD_CASE(E, ...) \
+    case Op::E: backward_one<Op::E>(t, x, sink, i); break;
+            AG_OPS(AG_BACKWARD_CASE)
+#undef AG_BACKWARD_CASE
+        }
+    }
+}
+
+template <int W, typename Sink>
+AG_HOST_DEVICE inline void backward_blocks(const TapeView& t, const Lanes& x, Sink& sink) {
+    for (std::uint32_t i = t.n_slots; i-- > t.n_in;)
+        visit(t.op[i], [&](auto info) { backward_block<decltype(info)::op, W>(t, x, sink, i); });
+}
+
 template <int W, typename Sink>
 AG_HOST_DEVICE inline void backward_sweep(const TapeView& t, const Lanes& x, Sink& sink) {
-    for (std::uint32_t i = t.n_slots; i-- > t.n_in;)
-        visit(t.op[i], [&](auto info) { backward_node<decltype(info)::op, W>(t, x, sink, i); });
+    if (x.n > 1)
+        backward_blocks<W>(t, x, sink);
+    else if (x.stride == 1)
+        backward_one_lane(t, OneLane<true>{x}, sink);
+    else
+        backward_one_lane(t, OneLane<false>{x}, sink);
 }
 
 }  // namespace arenagrad

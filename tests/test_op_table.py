@@ -144,12 +144,12 @@ def patterns(name, arity):
     return build
 
 
+@pytest.mark.parametrize("batch", [70, 1])  # full and partial tiles of 64 lanes; one lane
 @pytest.mark.parametrize("grid", ["positive", "any"])
 @pytest.mark.parametrize(("name", "arity"), [(name, arity) for name, _, arity in OP_TABLE])
-def test_replay_matches_eager(name, arity, grid):
-    # 70 lanes: a full tile of 64 and a partial one.
+def test_replay_matches_eager(name, arity, grid, batch):
     rng = np.random.default_rng(len(name))
-    X = rng.choice(POSITIVE if grid == "positive" else ANY, size=(70, 2))
+    X = rng.choice(POSITIVE if grid == "positive" else ANY, size=(batch, 2))
     params = [0.75, 1.5]
     build = patterns(name, arity)
     ps = [arenagrad.Value(p) for p in params]
