@@ -5,7 +5,7 @@
 // case is read straight into the arena (see Items).
 #include <pybind11/pybind11.h>
 
-#include <vector>
+#include <new>
 
 #include "value.hpp"
 
@@ -16,30 +16,29 @@ enum class Numbers { Allowed, Refused };
 
 // The items of a sequence argument: Values, and real numbers where allowed.
 //
-// A list or tuple of exact Values and floats (what nn and the losses pass) is read as it is:
+// A list or tuple of exact Values and floats (what nn and the losses pass) is read in place:
 // checking those types runs no Python code, so nothing can change it before the ids are read.
-// Anything else is copied item by item into a list of our own, each number converted to a
-// float up front. Either way items() then holds only Values and floats (see item_node).
-// Converting a number may run Python code (a __float__) that changes a list being read, so
-// once every argument of a call is loaded, each must be checked unchanged() if any of them
-// ran_python().
+// Anything else (another iterable, Value subclasses, other kinds of numbers) goes through
+// PySequence_Fast, with every number converted up front. A conversion may run Python code (a
+// __float__) that changes a list being read, so once every argument of a call is loaded, each
+// must be checked unchanged() if any of them ran_python().
 class Items {
 public:
     Items() = default;
     Items(const Items&) = delete;
     Items& operator=(const Items&) = delete;
     ~Items() {
-        if (copy_ != nullptr) {
-            Py_DECREF(sequence_);
-            Py_DECREF(copy_);
-        }
+        if (owned_ == nullptr) return;
+        Py_DECREF(owned_);
+        delete[] converted_;
     }
 
     // False with a Python error set (TypeError naming the first bad item).
     bool load(PyObject* items, const char* what, Numbers numbers) {
         what_ = what;
         numbers_allowed_ = numbers == Numbers::Allowed;
-        if (!(PyList_CheckExact(items) || PyTuple_CheckExact(items)) || !all_plain(items)) return load_copy(items);
+        if (!(PyList_CheckExact(items) || PyTuple_CheckExact(items)) || !all_plain(items))
+            return load_converting(items);
         sequence_ = items;  // borrowed: the caller holds it for the whole call
         size_ = std::size_t(PySequence_Fast_GET_SIZE(items));
         items_ = PySequence_Fast_ITEMS(items);
@@ -47,29 +46,54 @@ public:
     }
 
     // Whether loading ran Python code (which may have changed any sequence being read).
-    bool ran_python() const { return copy_ != nullptr; }
+    bool ran_python() const { return owned_ != nullptr; }
 
-    // False with RuntimeError if the sequence no longer holds what load() checked: the same
-    // number of items, and a Value wherever it had one.
+    // False with RuntimeError unless the sequence still has as many items, and a Value
+    // wherever load() found one.
     bool unchanged() {
+        items_ = PySequence_Fast_ITEMS(sequence_);  // a list's item array moves when it grows
         bool same = std::size_t(PySequence_Fast_GET_SIZE(sequence_)) == size_;
-        PyObject** now = PySequence_Fast_ITEMS(sequence_);
         for (std::size_t i = 0; same && i < size_; ++i)
-            same = copy_ != nullptr ? PyFloat_CheckExact(items_[i]) || is_value(now[i]) : plain(now[i]);
-        if (copy_ == nullptr) items_ = now;  // a list's item array moves when it grows
+            same = owned_ == nullptr ? plain(items_[i]) : converted_[i].is_number || is_value(items_[i]);
         return same || changed();
     }
 
     std::size_t size() const { return size_; }
-    PyObject* const* items() const { return items_; }
+
+    // For an argument that holds only Values (numbers refused): its items.
+    PyObject* const* values() const { return items_; }
+
+    // Returns build(node), where node(graph, i) is the node of item i: a Value's own, or a new
+    // leaf for a number. Call node after compact_if_due(); it runs no Python code. Each way of
+    // loading has its own node, so the loop over the items does not ask which it was.
+    template <typename Build>
+    PyObject* with_nodes(Build&& build) const {
+        if (owned_ == nullptr) {
+            PyObject* const* items = items_;  // exact Values and floats
+            return build([items](Arena& graph, std::size_t i) {
+                PyObject* item = items[i];
+                return PyFloat_CheckExact(item) ? graph.leaf(PyFloat_AS_DOUBLE(item)) : value_node(item);
+            });
+        }
+        return build([this](Arena& graph, std::size_t i) {
+            return converted_[i].is_number ? graph.leaf(converted_[i].number) : value_node(items_[i]);
+        });
+    }
 
 private:
-    PyObject* sequence_ = nullptr;  // the argument as a list or tuple (owned if copy_ is made)
-    PyObject* copy_ = nullptr;      // our list of its items, numbers as floats (owned), if made
-    PyObject** items_ = nullptr;    // copy_'s items if made, else sequence_'s
-    std::size_t size_ = 0;
-    const char* what_ = "";
-    bool numbers_allowed_ = false;
+    struct Converted {
+        bool is_number;  // else a Value
+        double number;
+    };
+
+    // Only owned_ has a default: the read of a list of Values, on the hot path, sets the rest.
+    PyObject* owned_ = nullptr;  // sequence_, when load_converting made it
+    PyObject* sequence_;         // the argument as a list or tuple
+    PyObject** items_;           // sequence_'s items
+    std::size_t size_;
+    Converted* converted_;  // owned with owned_: what item i is
+    const char* what_;
+    bool numbers_allowed_;
 
     bool plain(PyObject* item) const { return is_exact_value(item) || (numbers_allowed_ && PyFloat_CheckExact(item)); }
     bool all_plain(PyObject* items) const {
@@ -84,53 +108,46 @@ private:
         return false;
     }
 
-    bool load_copy(PyObject* items) {
-        PyObject* sequence = PySequence_Fast(items, what_);
-        if (sequence == nullptr) return false;
-        const Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
-        copy_ = PyList_New(n);
-        if (copy_ == nullptr) {
-            Py_DECREF(sequence);
+    bool load_converting(PyObject* items) {
+        sequence_ = PySequence_Fast(items, what_);
+        if (sequence_ == nullptr) return false;
+        const Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence_);
+        size_ = std::size_t(n);
+        converted_ = new (std::nothrow) Converted[size_]();  // all Values until found otherwise
+        owned_ = sequence_;
+        if (converted_ == nullptr) {
+            PyErr_NoMemory();
             return false;
         }
-        sequence_ = sequence;
-        size_ = std::size_t(n);
         for (Py_ssize_t i = 0; i < n; ++i) {
             if (PySequence_Fast_GET_SIZE(sequence_) != n) return changed();  // a __float__ shrank it
-            PyObject* item = Py_NewRef(PySequence_Fast_GET_ITEM(sequence_, i));  // its __float__ may drop it
-            double number = 0.0;
-            const int converted = is_value(item) ? 2 : numbers_allowed_ ? to_double(item, &number) : 0;
+            PyObject* item = PySequence_Fast_GET_ITEM(sequence_, i);
+            if (is_value(item)) continue;
+            Py_INCREF(item);  // its __float__ may drop it from the list
+            const int converted = numbers_allowed_ ? to_double(item, &converted_[i].number) : 0;
             if (converted == 0)
                 PyErr_Format(PyExc_TypeError, "%s: item %zd must be a Value%s, not '%.200s'", what_, i,
                              numbers_allowed_ ? " or a real number" : "", Py_TYPE(item)->tp_name);
-            if (converted == 1 && !PyFloat_CheckExact(item)) Py_SETREF(item, PyFloat_FromDouble(number));
-            if (converted <= 0 || item == nullptr) {
-                Py_XDECREF(item);
-                return false;
-            }
-            PyList_SET_ITEM(copy_, i, item);
+            Py_DECREF(item);
+            if (converted <= 0) return false;
+            converted_[i].is_number = true;
         }
-        items_ = PySequence_Fast_ITEMS(copy_);
+        items_ = PySequence_Fast_ITEMS(sequence_);
         return true;
     }
 };
-
-// The node of an item of Items: a Value's own, or a new leaf for a float. Call after
-// compact_if_due(); runs no Python code.
-NodeId item_node(Arena& graph, PyObject* item) {
-    return PyFloat_CheckExact(item) ? graph.leaf(PyFloat_AS_DOUBLE(item)) : value_node(item);
-}
 
 PyObject* module_sum(PyObject*, PyObject* values) {
     Items items;
     if (!items.load(values, "arenagrad.sum()", Numbers::Allowed)) return nullptr;
     if (items.ran_python() && !items.unchanged()) return nullptr;
     const std::size_t n = items.size();
-    PyObject* const* v = items.items();
-    return guarded([&] {
-        Arena& graph = arena();
-        compact_if_due(graph);
-        return wrap_new_node(graph.sum(n, [&](std::size_t i) { return item_node(graph, v[i]); }));
+    return items.with_nodes([&](auto node) {
+        return guarded([&] {
+            Arena& graph = arena();
+            compact_if_due(graph);
+            return wrap_new_node(graph.sum(n, [&](std::size_t i) { return node(graph, i); }));
+        });
     });
 }
 
@@ -151,15 +168,16 @@ PyObject* module_linear(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     const std::size_t n = weights.size();
     if (inputs.size() != n)
         return PyErr_Format(PyExc_ValueError, "linear(): got %zu weights but %zu inputs", n, inputs.size());
-    PyObject* const* w = weights.items();  // all Values: numbers are refused
-    PyObject* const* x = inputs.items();
-    return guarded([&] {
-        Arena& graph = arena();
-        compact_if_due(graph);
-        const NodeId b = bias_is_value ? value_node(bias) : graph.leaf(bias_number);
-        return wrap_new_node(graph.linear(
-            b, n, [&](std::size_t i) { return value_node(w[i]); },
-            [&](std::size_t i) { return item_node(graph, x[i]); }));
+    PyObject* const* w = weights.values();
+    return inputs.with_nodes([&](auto input_node) {
+        return guarded([&] {
+            Arena& graph = arena();
+            compact_if_due(graph);
+            const NodeId b = bias_is_value ? value_node(bias) : graph.leaf(bias_number);
+            return wrap_new_node(graph.linear(
+                b, n, [&](std::size_t i) { return value_node(w[i]); },
+                [&](std::size_t i) { return input_node(graph, i); }));
+        });
     });
 }
 
@@ -167,7 +185,7 @@ PyObject* module_zero_grad(PyObject*, PyObject* values) {
     Items params;
     if (!params.load(values, "zero_grad()", Numbers::Refused)) return nullptr;  // runs no __float__
     Arena& graph = arena();
-    PyObject* const* p = params.items();  // all Values: numbers are refused
+    PyObject* const* p = params.values();
     for (std::size_t i = 0; i < params.size(); ++i) graph.grad[value_node(p[i])] = 0.0;
     Py_RETURN_NONE;
 }

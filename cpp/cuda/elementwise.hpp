@@ -17,8 +17,8 @@ bool compiled();
 int device_count(std::string& why);
 
 // The lane part of `tape` replayed on the current CUDA device, one thread per lane; the lanes'
-// values stay on the device between forward and backward. Throws std::runtime_error when
-// there is no usable device (or on any later CUDA error).
+// values stay on the device between forward and backward. Throws std::runtime_error on any
+// CUDA error (without a usable device: at the first allocation, which uploads the tape).
 std::unique_ptr<LaneReplay> make_lane_replay(const Tape& tape);
 
 }  // namespace cuda
