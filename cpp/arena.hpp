@@ -178,6 +178,12 @@ public:
         if (std::size_t(id) + 1 == size()) truncate_dead_top();
     }
 
+    // The node of `id` changes hands: its handle lets go, and a new one adopts it at once.
+    void disown(NodeId id) {
+        owner[id] = nullptr;
+        --live_handles_;
+    }
+
     void truncate_dead_top() {
         const std::size_t top = size();
         std::size_t n = top;

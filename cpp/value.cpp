@@ -10,7 +10,7 @@ PyTypeObject* value_type = nullptr;
 
 namespace {
 
-// The id of a handle allocated but not yet attached to a node (never a real id: > kMaxNodes).
+// The id of a handle whose node was handed to another (never a real id: > kMaxNodes).
 constexpr NodeId kNoNode = 0xFFFFFFFFu;
 
 ValueObject* as_value(PyObject* obj) { return reinterpret_cast<ValueObject*>(obj); }
@@ -76,19 +76,26 @@ PyObject* value_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
         obj = guarded([&] { return wrap_new_node(arena().leaf(x)); });
     } else {
         // A subclass's tp_alloc may run the garbage collector, i.e. arbitrary Python code that
-        // builds and drops Values; a leaf pushed before it would be unowned and could be
-        // truncated or compacted away. So allocate first, then push.
-        PyObject* allocated = type->tp_alloc(type, 0);
-        if (allocated == nullptr) return nullptr;
-        ValueObject* self = as_value(allocated);
-        self->id = kNoNode;  // until the leaf exists: dealloc then has no node to release
+        // builds, drops and compacts Values, and an object it returns is visible to Python
+        // (its __del__ runs if we drop it). So the leaf comes first, owned meanwhile by a
+        // stand-in that compaction keeps and renumbers like any owner, then passes to the
+        // object: no object ever exists without a node, even when the arena is full.
+        ValueObject stand_in;
+        if (guarded([&] {
+                stand_in.id = arena().leaf(x);
+                arena().adopt(stand_in.id, &stand_in);
+                return Py_None;
+            }) == nullptr)
+            return nullptr;
+        obj = type->tp_alloc(type, 0);
+        if (obj == nullptr) {
+            arena().release(stand_in.id);
+            return nullptr;
+        }
+        ValueObject* self = as_value(obj);
+        self->id = stand_in.id;  // nothing but the stand-in refers to the new leaf yet
         self->label = nullptr;
-        obj = guarded([&] {
-            self->id = arena().leaf(x);
-            arena().adopt(self->id, self);
-            return allocated;
-        });
-        if (obj == nullptr) Py_DECREF(allocated);
+        arena().owner[self->id] = self;
     }
     if (obj != nullptr && label != nullptr) set_label(as_value(obj), label);  // checked above: cannot fail
     return obj;
@@ -382,9 +389,20 @@ PyObject* wrap_new_node(NodeId id) {
 
 // The live handle if any, so `_prev` returns the very objects the user holds (micrograd's
 // graph-drawing code relies on identity).
+//
+// A handle whose reference count is 0 is being deallocated: a Value subclass instance runs
+// its weakref callbacks and clears its __dict__ (finalisers, arbitrary Python) before our
+// value_dealloc releases its node. Handing it out would resurrect an object that is freed
+// anyway, so the node is detached from it (its dealloc then has nothing to release) and
+// gets a fresh handle.
 PyObject* handle_of(NodeId id) {
     void* existing = arena().owner[id];
-    if (existing != nullptr) return Py_NewRef(static_cast<PyObject*>(existing));
+    if (existing != nullptr) {
+        PyObject* handle = static_cast<PyObject*>(existing);
+        if (Py_REFCNT(handle) > 0) return Py_NewRef(handle);
+        as_value(handle)->id = kNoNode;
+        arena().disown(id);
+    }
     return new_handle(id);
 }
 

@@ -1,0 +1,171 @@
+"""The native core under hostile use, in one process: handles that are dying or never built,
+the compiled function's parameter list, memory with wide n-ary nodes, numbers that are not
+real, and the messages of the module functions.
+
+The tests that need processes of their own (interpreter exit, fork, sub-interpreters) are in
+test_hardening_processes.py.
+"""
+
+import gc
+import weakref
+
+import pytest
+from _support import needs_native
+
+pytestmark = needs_native
+
+
+@pytest.fixture
+def ag():
+    import arenagrad
+
+    return arenagrad
+
+
+@pytest.fixture
+def core():
+    from arenagrad import _core
+
+    return _core
+
+
+# ---- a Value subclass instance being deallocated ------------------------------------------
+#
+# CPython runs a subclass instance's weakref callbacks and clears its __dict__ (finalisers)
+# after its reference count reached 0 but before the Value type's own dealloc releases the
+# node. Code running then may ask another node for `_prev`, which must not hand the dying
+# object out again (it would be freed with a live reference to it).
+
+
+def _dying_subclass_instance(ag, arm):
+    """A Sub leaf `a` (1.5), `b = a * 2.0`, and `arm(a, b)` setting up the callback; drops
+    `a` and returns b and what the callback saw."""
+
+    class Sub(ag.Value):
+        pass
+
+    a = Sub(1.5)
+    b = a * 2.0
+    seen = []
+    arm(a, b, seen)
+    del a
+    gc.collect()
+    return b, seen
+
+
+def _look_at_prev(b, seen):
+    operands = b._prev  # holds the fresh handles while they are read
+    seen.append(sorted((v.data, type(v).__name__) for v in operands))
+
+
+def test_prev_from_a_finaliser_in_the_dying_instances_dict(ag):
+    class Probe:
+        def __init__(self, b, seen):
+            self.b, self.seen = b, seen
+
+        def __del__(self):
+            _look_at_prev(self.b, self.seen)
+
+    def arm(a, b, seen):
+        a.probe = Probe(b, seen)
+
+    b, seen = _dying_subclass_instance(ag, arm)
+    # The leaf comes back as a new handle (a plain Value: the subclass instance is gone).
+    assert seen == [[(1.5, "Value"), (2.0, "Value")]]
+    (leaf,) = [v for v in b._prev if v.data == 1.5]
+    b.backward()
+    assert leaf.grad == 2.0
+
+
+def test_prev_from_a_weakref_finalize_callback(ag):
+    def arm(a, b, seen):
+        weakref.finalize(a, _look_at_prev, b, seen)
+
+    b, seen = _dying_subclass_instance(ag, arm)
+    assert seen == [[(1.5, "Value"), (2.0, "Value")]]
+    assert sorted(v.data for v in b._prev) == [1.5, 2.0]
+
+
+def test_handle_taken_from_a_dying_instance_stays_usable(ag):
+    kept = []
+
+    def arm(a, b, seen):
+        weakref.finalize(a, lambda: kept.extend(v for v in b._prev if v.data == 1.5))
+
+    before = ag.arena_stats()["live_values"]
+    b, _ = _dying_subclass_instance(ag, arm)
+    (leaf,) = kept
+    assert leaf in b._prev  # the same handle: identity holds from then on
+    b.backward()
+    assert leaf.grad == 2.0
+    leaf.data = 4.0
+    assert (leaf * b).data == 4.0 * 3.0
+    # One handle per node: b and the leaf, and nothing left of the dead instance.
+    assert ag.arena_stats()["live_values"] == before + 2
+    del kept[:], leaf
+    assert ag.arena_stats()["live_values"] == before + 1
+
+
+# ---- a Value subclass that cannot be built --------------------------------------------------
+
+
+def test_subclass_that_cannot_be_built_is_never_seen(ag, core):
+    # A half-built instance dropped after a failed push would run its __del__ on a handle
+    # without a node: `.data` there read far out of bounds.
+    dels = []
+
+    class Sub(ag.Value):
+        def __del__(self):
+            dels.append(self.data)
+
+    keep = ag.Value(0.0)  # the limit must be >= 1
+    core.compact()
+    before = ag.arena_stats()
+    saved = core._set_node_limit(before["nodes"])
+    try:
+        for _ in range(3):
+            with pytest.raises(MemoryError, match="too large"):
+                Sub(1.0)
+    finally:
+        core._set_node_limit(saved)
+    assert dels == []
+    assert ag.arena_stats()["nodes"] == before["nodes"]
+    assert ag.arena_stats()["live_values"] == before["live_values"]
+    s = Sub(2.0)
+    assert (s * 3).data == 6.0
+    del s
+    assert dels == [2.0]
+    assert keep.data == 0.0
+
+
+def test_subclass_allocation_running_gc_that_compacts(ag, core):
+    # The new instance's leaf is pushed before the instance is allocated (tp_alloc may run
+    # the garbage collector): it must survive a compaction that runs meanwhile, and the
+    # instance must get its renumbered id.
+    class Sub(ag.Value):
+        pass
+
+    buried = []
+
+    def churn(phase, info):
+        if phase == "start":
+            buried.append(ag.Value(7.0))
+            junk = [ag.Value(float(i)) for i in range(50)]
+            buried.append(ag.Value(8.0))
+            del junk
+            core.compact()
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(churn)
+    gc.set_threshold(1)
+    try:
+        made = [Sub(float(i)) for i in range(100)]
+    finally:
+        gc.callbacks.remove(churn)
+        gc.set_threshold(*threshold)
+    assert buried, "the garbage collector never ran during an allocation"
+    assert [s.data for s in made] == [float(i) for i in range(100)]
+    total = ag.sum(made)
+    total.backward()
+    assert total.data == sum(range(100)) and all(s.grad == 1.0 for s in made)
+    assert all(v.data in (7.0, 8.0) for v in buried)
