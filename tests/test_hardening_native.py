@@ -169,3 +169,50 @@ def test_subclass_allocation_running_gc_that_compacts(ag, core):
     total.backward()
     assert total.data == sum(range(100)) and all(s.grad == 1.0 for s in made)
     assert all(v.data in (7.0, 8.0) for v in buried)
+
+
+# ---- memory with wide n-ary nodes ----------------------------------------------------------
+
+
+def test_side_table_of_wide_nodes_stays_flat(ag, core):
+    # A 20k-input neuron over inputs converted to Values once, with the last loss kept (for
+    # logging): each step leaves a dead `linear` with 40k operands under the kept loss.
+    # Compaction must count them, not only the nodes (a few per step).
+    n, steps = 20_000, 150
+    w = [ag.Value(0.001 * (i % 7)) for i in range(n)]
+    x = [ag.Value(1.0) for _ in range(n)]
+    b = ag.Value(0.0)
+    core.compact()
+    start = ag.arena_stats()
+    loss = None
+    peak_operands = peak_bytes = 0
+    for _ in range(steps):
+        loss = (ag.linear(b, w, x) - 1.0) ** 2
+        loss.backward()
+        stats = ag.arena_stats()
+        peak_operands = max(peak_operands, stats["nary_operands"])
+        peak_bytes = max(peak_bytes, stats["bytes_reserved"])
+    # Without counting the side table: 150 * 40k operands = 6M (24 MB), growing every step.
+    assert peak_operands <= 6 * (2 * n + 1), peak_operands
+    assert peak_bytes <= 8 * 2**20, peak_bytes
+    assert ag.arena_stats()["compactions"] > start["compactions"]
+    out = 0.0
+    for wi in w:
+        out = out + wi.data * 1.0
+    assert loss.data == (out - 1.0) ** 2
+
+
+def test_compaction_gives_memory_back(ag, core):
+    # A wide node's operands buried under a live Value: once compaction drops them, their
+    # memory is returned (not only reused).
+    keep = ag.Value(1.0)
+    xs = [ag.Value(float(i)) for i in range(200_000)]
+    total = ag.sum(xs)
+    top = ag.Value(2.0)  # keeps `total`'s node from being truncated when it dies
+    del total, xs
+    grown = ag.arena_stats()["bytes_reserved"]
+    core.compact()
+    after = ag.arena_stats()
+    assert after["nary_operands"] < 1000
+    assert after["bytes_reserved"] < grown / 4, (after["bytes_reserved"], grown)
+    assert keep.data == 1.0 and top.data == 2.0
