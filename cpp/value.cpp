@@ -381,6 +381,26 @@ PyObject* raise_memory_error(const std::bad_alloc& error) noexcept {
     return nullptr;
 }
 
+bool is_complex_number(PyObject* obj) {
+    if (PyComplex_Check(obj)) return true;  // also numpy's complex128, a subclass
+    // numpy's other complex scalars (complex64, clongdouble) have the base class
+    // numpy.complexfloating, looked up once numpy is imported (before that there are none).
+    static PyObject* numpy_complex = nullptr;  // a strong reference, kept for good
+    if (numpy_complex == nullptr) {
+        static PyObject* name = PyUnicode_InternFromString("numpy");
+        PyObject* numpy = name != nullptr ? PyImport_GetModule(name) : nullptr;
+        PyObject* base = numpy != nullptr ? PyObject_GetAttrString(numpy, "complexfloating") : nullptr;
+        Py_XDECREF(numpy);
+        if (base == nullptr || !PyType_Check(base)) {
+            Py_XDECREF(base);
+            PyErr_Clear();  // no numpy (or not a numpy we know): no numpy complex either
+            return false;
+        }
+        numpy_complex = base;
+    }
+    return PyObject_TypeCheck(obj, reinterpret_cast<PyTypeObject*>(numpy_complex));
+}
+
 PyObject* wrap_new_node(NodeId id) {
     PyObject* obj = new_handle(id);
     if (obj == nullptr) arena().truncate_dead_top();

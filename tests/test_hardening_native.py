@@ -9,6 +9,7 @@ test_hardening_processes.py.
 import gc
 import weakref
 
+import numpy as np
 import pytest
 from _support import needs_native
 
@@ -216,3 +217,68 @@ def test_compaction_gives_memory_back(ag, core):
     assert after["nary_operands"] < 1000
     assert after["bytes_reserved"] < grown / 4, (after["bytes_reserved"], grown)
     assert keep.data == 1.0 and top.data == 2.0
+
+
+# ---- numbers that are not real ---------------------------------------------------------------
+
+COMPLEX = [
+    pytest.param(lambda: np.complex128(1 + 2j), id="complex128"),
+    pytest.param(lambda: np.complex64(1 + 2j), id="complex64"),
+    pytest.param(lambda: np.clongdouble(1 + 2j), id="clongdouble"),
+    pytest.param(lambda: np.complex128(3), id="complex128-real-valued"),
+    pytest.param(lambda: 1 + 2j, id="python-complex"),
+]
+
+
+@pytest.mark.parametrize("make", COMPLEX)
+def test_complex_numbers_are_refused_everywhere(make, engine):
+    # numpy's complex scalars convert with float() (imaginary part dropped, only a
+    # ComplexWarning, an error under this suite's warning filter): each conversion must
+    # refuse them with TypeError, as the oracle does.
+    c = make()
+    v = engine.Value(1.0)
+    attempts = {
+        "Value(c)": lambda: engine.Value(c),
+        "v + c": lambda: v + c,
+        "c * v": lambda: c * v,
+        "v ** c": lambda: v**c,
+        "c ** v": lambda: c**v,
+        "v.data = c": lambda: setattr(v, "data", c),
+        "v.grad = c": lambda: setattr(v, "grad", c),
+        "sum": lambda: engine.sum([v, c]),
+        "linear(b=c)": lambda: engine.linear(c, [v], [1.0]),
+        "linear(xs=[c])": lambda: engine.linear(0.0, [v], [c]),
+    }
+    accepted = []
+    for what, attempt in attempts.items():
+        try:
+            attempt()
+        except TypeError:
+            continue
+        accepted.append(what)
+    assert accepted == []
+    assert v.data == 1.0 and v.grad == 0.0
+
+
+def test_complex_arrays_are_refused_by_the_parameter_writers(ag, core):
+    ps = [ag.Value(1.0), ag.Value(2.0)]
+    for write in (core.set_data, core.set_grad):
+        for values in (np.array([1 + 2j, 3]), [np.complex64(1j), 2.0], [1 + 0j, 2]):
+            with pytest.raises(TypeError, match="complex"):
+                write(ps, values)
+    assert [(p.data, p.grad) for p in ps] == [(1.0, 0.0), (2.0, 0.0)]
+
+
+def test_compiled_function_refuses_complex_inputs(ag):
+    w = ag.Value(0.5)
+    f = ag.compile(lambda x: w * x, n_inputs=1)
+    with pytest.raises(TypeError, match="complex"):
+        f.forward([[np.complex64(1 + 2j)]])
+    with pytest.raises(TypeError, match="complex"):
+        f.forward(np.ones((2, 1), dtype=np.complex128))
+    f.forward(np.ones((2, 1)))
+    with pytest.raises(TypeError, match="complex"):
+        f.backward([1 + 1j, 2])
+    with pytest.raises(TypeError, match="real number"):
+        f.sgd_step(np.complex128(0.1))
+    assert w.data == 0.5
