@@ -35,7 +35,8 @@ public:
         }
     }
 
-    // False with a Python error set (TypeError naming the first bad item).
+    // False with a Python error set (TypeError naming the first bad item). `what` names the
+    // argument for messages: the function, then the parameter ("linear(): ws").
     bool load(PyObject* items, const char* what, Numbers numbers) {
         what_ = what;
         numbers_allowed_ = numbers == Numbers::Allowed;
@@ -80,13 +81,18 @@ private:
     }
 
     bool changed() const {
-        PyErr_Format(PyExc_RuntimeError, "%s: the sequence changed while it was read", what_);
+        PyErr_Format(PyExc_RuntimeError, "%s changed while it was read", what_);
         return false;
     }
 
     bool load_copy(PyObject* items) {
-        PyObject* sequence = PySequence_Fast(items, what_);
-        if (sequence == nullptr) return false;
+        PyObject* sequence = PySequence_Fast(items, "");
+        if (sequence == nullptr) {
+            if (!PyErr_ExceptionMatches(PyExc_TypeError)) return false;  // e.g. an iterator that raised
+            PyErr_Format(PyExc_TypeError, "%s must be a sequence (list or tuple) of Values%s, not '%.200s'", what_,
+                         numbers_allowed_ ? " and real numbers" : "", Py_TYPE(items)->tp_name);
+            return false;
+        }
         const Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
         copy_ = PyList_New(n);
         if (copy_ == nullptr) {
@@ -101,7 +107,7 @@ private:
             double number = 0.0;
             const int converted = is_value(item) ? 2 : numbers_allowed_ ? to_double(item, &number) : 0;
             if (converted == 0)
-                PyErr_Format(PyExc_TypeError, "%s: item %zd must be a Value%s, not '%.200s'", what_, i,
+                PyErr_Format(PyExc_TypeError, "%s[%zd] must be a Value%s, not '%.200s'", what_, i,
                              numbers_allowed_ ? " or a real number" : "", Py_TYPE(item)->tp_name);
             if (converted == 1 && !PyFloat_CheckExact(item)) Py_SETREF(item, PyFloat_FromDouble(number));
             if (converted <= 0 || item == nullptr) {
@@ -123,7 +129,7 @@ NodeId item_node(Arena& graph, PyObject* item) {
 
 PyObject* module_sum(PyObject*, PyObject* values) {
     Items items;
-    if (!items.load(values, "arenagrad.sum()", Numbers::Allowed)) return nullptr;
+    if (!items.load(values, "arenagrad.sum(): values", Numbers::Allowed)) return nullptr;
     if (items.ran_python() && !items.unchanged()) return nullptr;
     const std::size_t n = items.size();
     PyObject* const* v = items.items();
@@ -165,7 +171,7 @@ PyObject* module_linear(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 PyObject* module_zero_grad(PyObject*, PyObject* values) {
     Items params;
-    if (!params.load(values, "zero_grad()", Numbers::Refused)) return nullptr;  // runs no __float__
+    if (!params.load(values, "zero_grad(): values", Numbers::Refused)) return nullptr;  // runs no __float__
     Arena& graph = arena();
     PyObject* const* p = params.items();  // all Values: numbers are refused
     for (std::size_t i = 0; i < params.size(); ++i) graph.grad[value_node(p[i])] = 0.0;

@@ -2,6 +2,9 @@
 // value.hpp says why it uses the C API and which rules keep the arena consistent.
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <vector>
+
 #include "value.hpp"
 
 namespace arenagrad {
@@ -195,6 +198,30 @@ PyObject* value_div(PyObject* a, PyObject* b) { return binary_op(Op::Div, a, b);
 PyObject* value_neg(PyObject* a) { return unary_op(Op::Neg, a); }
 PyObject* value_abs(PyObject* a) { return unary_op(Op::Abs, a); }
 
+// Ints of smaller magnitude are exactly doubles.
+constexpr double kMaxExactInt = 9007199254740992.0;  // 2**53
+
+// An int exponent past 2**53 is rounded to a double for computing, but micrograd's `_op`
+// prints it as written: it is kept as doubles whose exact sum it is (its rounding, the
+// rounding of what is left, ...; an int that converts to a double needs at most 20).
+// False with a Python error set.
+bool int_as_doubles(PyObject* k, std::vector<double>& terms) {
+    PyObject* rest = PyNumber_Index(k);
+    while (rest != nullptr) {
+        const int left = PyObject_IsTrue(rest);
+        if (left <= 0) {
+            Py_DECREF(rest);
+            return left == 0;
+        }
+        const double term = PyLong_AsDouble(rest);
+        PyObject* taken = term == -1.0 && PyErr_Occurred() ? nullptr : PyLong_FromDouble(term);
+        Py_SETREF(rest, taken != nullptr ? PyNumber_Subtract(rest, taken) : nullptr);
+        Py_XDECREF(taken);
+        terms.push_back(term);
+    }
+    return false;
+}
+
 // `a ** k` with a number k keeps micrograd's one-operand node ('**k'); an exponent that is a
 // Value (or a number base, `2 ** v`) makes a two-operand '**' node with the exponent's grad.
 PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulo) {
@@ -204,10 +231,19 @@ PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulo) {
     const int converted = to_double(b, &k);
     if (converted <= 0) return converted < 0 ? nullptr : Py_NewRef(Py_NotImplemented);
     const bool k_is_int = PyIndex_Check(b);  // int, bool, numpy integers print as ints
+    std::vector<double> exact;
+    if (k_is_int && std::fabs(k) >= kMaxExactInt && !int_as_doubles(b, exact)) return nullptr;
     return guarded([&] {
         Arena& graph = arena();
         compact_if_due(graph);
-        return wrap_new_node(graph.pow_const(value_node(a), k, k_is_int));
+        if (exact.size() <= 1) return wrap_new_node(graph.pow_const(value_node(a), k, k_is_int));
+        // The exponent node is linear(k rounded; 0 * each remainder): its value is k rounded
+        // (acc + 0.0 * x is acc), and its operands add up to k exactly (get_op).
+        const NodeId zero = graph.leaf(0.0);
+        const NodeId exponent = graph.linear(
+            graph.leaf(exact[0]), exact.size() - 1, [&](std::size_t) { return zero; },
+            [&](std::size_t i) { return graph.leaf(exact[i + 1]); });
+        return wrap_new_node(graph.binary(Op::PowConstInt, value_node(a), exponent));
     });
 }
 
@@ -286,9 +322,19 @@ PyObject* get_op(PyObject* self, void*) {
     const NodeId id = value_node(self);
     const Op op = graph.op[id];
     if (op == Op::PowConst || op == Op::PowConstInt) {
-        // micrograd's f'**{k}': an int exponent prints as an int
-        const double k = graph.data[graph.rhs[id]];
-        PyObject* number = op == Op::PowConstInt ? PyLong_FromDouble(k) : PyFloat_FromDouble(k);
+        // micrograd's f'**{k}': an int exponent prints as an int, exactly (see int_as_doubles)
+        const NodeId exponent = graph.rhs[id];
+        PyObject* number = op == Op::PowConstInt ? PyLong_FromDouble(graph.data[exponent])
+                                                 : PyFloat_FromDouble(graph.data[exponent]);
+        if (op == Op::PowConstInt && graph.op[exponent] == Op::Linear) {  // see value_pow
+            Py_CLEAR(number);
+            number = PyLong_FromLong(0);
+            graph.for_each_operand(exponent, [&](NodeId term) {
+                PyObject* part = number != nullptr ? PyLong_FromDouble(graph.data[term]) : nullptr;
+                Py_SETREF(number, part != nullptr ? PyNumber_Add(number, part) : nullptr);
+                Py_XDECREF(part);
+            });
+        }
         if (number == nullptr) return nullptr;
         PyObject* name = PyUnicode_FromFormat("**%S", number);
         Py_DECREF(number);

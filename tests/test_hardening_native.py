@@ -7,6 +7,7 @@ test_hardening_processes.py.
 """
 
 import gc
+import math
 import weakref
 
 import numpy as np
@@ -282,3 +283,98 @@ def test_compiled_function_refuses_complex_inputs(ag):
     with pytest.raises(TypeError, match="real number"):
         f.sgd_step(np.complex128(0.1))
     assert w.data == 0.5
+
+
+# ---- messages ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda ag: ag.sum(3),
+            r"arenagrad.sum\(\): values must be a sequence \(list or tuple\) of Values and real "
+            r"numbers, not 'int'",
+        ),
+        (
+            lambda ag: ag.linear(0.0, 3, [1.0]),
+            r"linear\(\): ws must be a sequence \(list or tuple\) of Values, not 'int'",
+        ),
+        (
+            lambda ag: ag.linear(0.0, [ag.Value(1.0)], None),
+            r"linear\(\): xs must be a sequence \(list or tuple\) of Values and real numbers, "
+            r"not 'NoneType'",
+        ),
+        (
+            lambda ag: ag.zero_grad(3.5),
+            r"zero_grad\(\): values must be a sequence \(list or tuple\) of Values, not 'float'",
+        ),
+        (
+            lambda ag: ag.sum([ag.Value(1.0), "x"]),
+            r"arenagrad.sum\(\): values\[1\] must be a Value or a real number, not 'str'",
+        ),
+        (
+            lambda ag: ag.linear(0.0, [1.0], [1.0]),
+            r"linear\(\): ws\[0\] must be a Value, not 'float'",
+        ),
+        (
+            lambda ag: ag.zero_grad([ag.Value(1.0), 2.0]),
+            r"zero_grad\(\): values\[1\] must be a Value, not 'float'",
+        ),
+    ],
+)
+def test_module_functions_say_what_they_expected(ag, call, message):
+    with pytest.raises(TypeError, match=f"^{message}$"):
+        call(ag)
+
+
+def test_iterator_errors_pass_through(ag):
+    def broken():
+        yield ag.Value(1.0)
+        raise KeyError("from the iterator")
+
+    with pytest.raises(KeyError, match="from the iterator"):
+        ag.sum(broken())
+
+
+@pytest.mark.parametrize(
+    "k",
+    [
+        2**53,
+        2**53 + 1,
+        -(2**53 + 1),
+        2**60 + 1,
+        3**100,
+        10**300 + 7,
+        2**1023 + 12345,
+        -(2**1023 + 2**970 + 1),
+        np.uint64(2**64 - 1),
+        np.int64(-(2**63) + 1),
+    ],
+    ids=str,
+)
+def test_int_exponents_print_exactly_in_op(ag, engine, k):
+    # micrograd's f'**{other}' prints the int as written; the power itself is computed with
+    # the exponent rounded to a double, as Python's float ** int does.
+    x, m = engine.Value(1.5), engine.Value(-1.0)
+    y, z = x**k, m**k
+    assert y._op == f"**{k}"
+    assert z.data == (-1.0) ** float(k)
+    assert z._prev == {m}
+    z.backward()
+    assert m.grad == float(k) * (-1.0) ** (float(k) - 1)
+
+
+def test_huge_exponent_nodes_survive_compaction_and_replay(ag, core):
+    k = 2**60 + 1
+    p = ag.Value(-1.0)
+    x = ag.Value(2.0)
+    y = x**k
+    junk = [ag.Value(float(i)) for i in range(1000)]
+    top = ag.Value(0.0)
+    del junk
+    core.compact()
+    assert y._op == f"**{k}" and y.data == math.inf
+    del top
+    f = ag.compile(lambda a: a * p**k, n_inputs=1)
+    np.testing.assert_array_equal(f.forward(np.array([[3.0]])), [3.0 * (-1.0) ** float(k)])
