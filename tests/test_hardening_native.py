@@ -173,6 +173,30 @@ def test_subclass_allocation_running_gc_that_compacts(ag, core):
     assert all(v.data in (7.0, 8.0) for v in buried)
 
 
+# ---- the compiled function's parameters -----------------------------------------------------
+
+
+def test_parameter_lists_handed_out_are_copies(ag):
+    w = [ag.Value(0.5), ag.Value(-0.25)]
+    f = ag.compile(lambda x: w[0] * x + w[1], n_inputs=1)
+    def same(params):
+        return len(params) == len(w) and all(p is q for p, q in zip(params, w, strict=True))
+
+    for params in (f.parameters, f._replay.externals):
+        assert same(params)
+        params.clear()
+        params.append(ag.Value(9.0))
+    assert same(f.parameters) and same(f._replay.externals)
+    Y = f.forward(np.ones((3, 1)))
+    np.testing.assert_array_equal(Y, [0.25, 0.25, 0.25])
+    f.backward()
+    assert [p.grad for p in w] == [3.0, 3.0]
+    f.sgd_step(0.5)
+    assert [p.data for p in w] == [0.5 - 1.5, -0.25 - 1.5]
+    f.zero_grad()
+    assert [p.grad for p in w] == [0.0, 0.0]
+
+
 # ---- memory with wide n-ary nodes ----------------------------------------------------------
 
 
@@ -335,6 +359,37 @@ def test_iterator_errors_pass_through(ag):
 
     with pytest.raises(KeyError, match="from the iterator"):
         ag.sum(broken())
+
+
+@pytest.mark.parametrize(
+    ("n", "error", "message"),
+    [
+        (2**40, ValueError, r"must be between 1 and 2147483647, got 1099511627776$"),
+        (2**31, ValueError, r"must be between 1 and 2147483647, got 2147483648$"),
+        (2**80, ValueError, r"must be between 1 and 2147483647, got an int of 81 bits$"),
+        (-(2**70), ValueError, r"must be between 1 and 2147483647, got an int of 71 bits$"),
+        (0, ValueError, r"must be between 1 and 2147483647, got 0$"),
+        (-3, ValueError, r"must be between 1 and 2147483647, got -3$"),
+        (2.0, TypeError, r"must be an int, not 'float'$"),
+        ("4", TypeError, r"must be an int, not 'str'$"),
+        (True, TypeError, r"must be an int, not 'bool'$"),
+    ],
+)
+def test_set_num_threads_refuses_with_one_clear_error(ag, n, error, message):
+    before = ag.get_num_threads()
+    with pytest.raises(error, match=r"^set_num_threads\(n\): n " + message) as info:
+        ag.set_num_threads(n)
+    assert "\n" not in str(info.value)  # not pybind11's list of overloads
+    assert ag.get_num_threads() == before
+
+
+def test_set_num_threads_takes_numpy_ints(ag):
+    before = ag.get_num_threads()
+    try:
+        ag.set_num_threads(np.int64(1))
+        assert ag.get_num_threads() == 1
+    finally:
+        ag.set_num_threads(before)
 
 
 @pytest.mark.parametrize(
