@@ -205,3 +205,41 @@ def test_fork_while_another_thread_replays():
     """
     code_, out, err = run_python(code, timeout=120)
     assert (code_, out) == (0, "ok\n"), err[-2000:]
+
+
+# ---- sub-interpreters --------------------------------------------------------------------------
+
+
+def _subinterpreters():
+    for name in ("_interpreters", "_xxsubinterpreters"):
+        try:
+            return __import__(name).__name__
+        except ImportError:
+            continue
+    return None
+
+
+@pytest.mark.skipif(_subinterpreters() is None, reason="this Python has no sub-interpreter module")
+@pytest.mark.parametrize("imported_in_main", [False, True])
+def test_sub_interpreter_import_is_refused(imported_in_main):
+    # pybind11 takes the GIL through PyGILState, which knows only the main interpreter's
+    # thread states: importing in a sub-interpreter deadlocked.
+    module = _subinterpreters()
+    code = f"""
+    import {module} as interpreters
+    if {imported_in_main}:
+        import arenagrad
+    interp = interpreters.create()
+    source = "import arenagrad"
+    if hasattr(interpreters, "run_string"):
+        try:
+            error = interpreters.run_string(interp, source)
+        except Exception as raised:
+            error = raised
+    else:
+        error = interpreters.exec(interp, source)
+    print(error)
+    """
+    code_, out, err = run_python(code, timeout=60)
+    assert code_ == 0, err[-2000:]
+    assert "ImportError" in out and "cannot be imported in a sub-interpreter" in out, out
