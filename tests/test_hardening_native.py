@@ -433,3 +433,31 @@ def test_huge_exponent_nodes_survive_compaction_and_replay(ag, core):
     del top
     f = ag.compile(lambda a: a * p**k, n_inputs=1)
     np.testing.assert_array_equal(f.forward(np.array([[3.0]])), [3.0 * (-1.0) ** float(k)])
+
+
+# ---- CUDA errors on a machine without a driver ---------------------------------------------
+
+
+def _driver_loads():
+    import ctypes
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def test_cuda_without_a_driver_says_so(ag, core):
+    if not core.cuda_compiled:
+        pytest.skip("this build has no CUDA kernels")
+    count, why = core.cuda_devices()
+    if count > 0:
+        pytest.skip("a CUDA device is present")
+    if _driver_loads():
+        assert not why.startswith("no NVIDIA driver"), why  # there is one
+    else:
+        assert why.startswith("no NVIDIA driver"), why
+        assert "insufficient" not in why
+        with pytest.raises(RuntimeError, match="no NVIDIA driver"):
+            ag.compile(lambda x: x * 2.0, n_inputs=1, device="cuda")
