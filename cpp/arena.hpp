@@ -178,6 +178,12 @@ public:
         if (std::size_t(id) + 1 == size()) truncate_dead_top();
     }
 
+    // The node of `id` changes hands: its handle lets go, and a new one adopts it at once.
+    void disown(NodeId id) {
+        owner[id] = nullptr;
+        --live_handles_;
+    }
+
     void truncate_dead_top() {
         const std::size_t top = size();
         std::size_t n = top;
@@ -195,10 +201,16 @@ public:
         if (op.sparse() || nary.sparse()) give_back_memory();
     }
 
-    // Compact only when the arena has doubled since the last compaction (amortised O(1)).
-    // Must be called where no unowned node is pending (i.e. before an op pushes anything).
+    // What compaction walks and may free: the nodes plus the n-ary side table's entries. Both
+    // count, since a wide `linear` adds one node but thousands of entries (a 20k-input neuron
+    // stuck under a kept loss would otherwise grow the side table by 160 kB a step, unseen).
+    std::size_t footprint() const { return size() + nary.size(); }
+
+    // Compact only when the footprint has doubled since the last compaction (amortised O(1):
+    // a compaction costs O(footprint)). Must be called where no unowned node is pending (i.e.
+    // before an op pushes anything).
     void maybe_compact(Relocate relocate) {
-        if (size() >= compact_at_ && compaction_blocked == 0) compact(relocate);
+        if (footprint() >= compact_at_ && compaction_blocked == 0) compact(relocate);
     }
 
     // Slide every needed node down over the dead ones, keeping creation order.
@@ -247,8 +259,9 @@ public:
         }
         truncate_nodes(next);
         nary.truncate(nary_next);
-        compact_at_ = std::max<std::size_t>(kMinCompactSize, 2 * next);
+        compact_at_ = std::max<std::size_t>(kMinCompactSize, 2 * footprint());
         ++compactions_;
+        give_back_memory();  // what the dropped nodes held, if most of it
     }
 
 private:

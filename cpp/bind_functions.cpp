@@ -33,7 +33,8 @@ public:
         delete[] converted_;
     }
 
-    // False with a Python error set (TypeError naming the first bad item).
+    // False with a Python error set (TypeError naming the first bad item). `what` names the
+    // argument for messages: the function, then the parameter ("linear(): ws").
     bool load(PyObject* items, const char* what, Numbers numbers) {
         what_ = what;
         numbers_allowed_ = numbers == Numbers::Allowed;
@@ -104,13 +105,18 @@ private:
     }
 
     bool changed() const {
-        PyErr_Format(PyExc_RuntimeError, "%s: the sequence changed while it was read", what_);
+        PyErr_Format(PyExc_RuntimeError, "%s changed while it was read", what_);
         return false;
     }
 
     bool load_converting(PyObject* items) {
-        sequence_ = PySequence_Fast(items, what_);
-        if (sequence_ == nullptr) return false;
+        sequence_ = PySequence_Fast(items, "");
+        if (sequence_ == nullptr) {
+            if (!PyErr_ExceptionMatches(PyExc_TypeError)) return false;  // e.g. an iterator that raised
+            PyErr_Format(PyExc_TypeError, "%s must be a sequence (list or tuple) of Values%s, not '%.200s'", what_,
+                         numbers_allowed_ ? " and real numbers" : "", Py_TYPE(items)->tp_name);
+            return false;
+        }
         const Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence_);
         size_ = std::size_t(n);
         converted_ = new (std::nothrow) Converted[size_]();  // all Values until found otherwise
@@ -126,7 +132,7 @@ private:
             Py_INCREF(item);  // its __float__ may drop it from the list
             const int converted = numbers_allowed_ ? to_double(item, &converted_[i].number) : 0;
             if (converted == 0)
-                PyErr_Format(PyExc_TypeError, "%s: item %zd must be a Value%s, not '%.200s'", what_, i,
+                PyErr_Format(PyExc_TypeError, "%s[%zd] must be a Value%s, not '%.200s'", what_, i,
                              numbers_allowed_ ? " or a real number" : "", Py_TYPE(item)->tp_name);
             Py_DECREF(item);
             if (converted <= 0) return false;
@@ -139,7 +145,7 @@ private:
 
 PyObject* module_sum(PyObject*, PyObject* values) {
     Items items;
-    if (!items.load(values, "arenagrad.sum()", Numbers::Allowed)) return nullptr;
+    if (!items.load(values, "arenagrad.sum(): values", Numbers::Allowed)) return nullptr;
     if (items.ran_python() && !items.unchanged()) return nullptr;
     const std::size_t n = items.size();
     return items.with_nodes([&](auto node) {
@@ -183,7 +189,7 @@ PyObject* module_linear(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 PyObject* module_zero_grad(PyObject*, PyObject* values) {
     Items params;
-    if (!params.load(values, "zero_grad()", Numbers::Refused)) return nullptr;  // runs no __float__
+    if (!params.load(values, "zero_grad(): values", Numbers::Refused)) return nullptr;  // runs no __float__
     Arena& graph = arena();
     PyObject* const* p = params.values();
     for (std::size_t i = 0; i < params.size(); ++i) graph.grad[value_node(p[i])] = 0.0;

@@ -55,7 +55,11 @@ Vector gather(py::handle params, const char* what, const PodArray<double> Arena:
 
 void scatter(py::handle params, py::handle values, const char* what, PodArray<double> Arena::*field) {
     // Convert first (this may run arbitrary Python code), then check the Values and write
-    // with no Python in between.
+    // with no Python in between. numpy casts complex to float dropping the imaginary parts,
+    // with only a warning: refused, as for a single number.
+    if (py::array given = py::array::ensure(values); given && given.dtype().kind() == 'c')
+        throw py::type_error(std::string(what) + ": values must be real numbers, not complex (" +
+                             py::str(given.dtype()).cast<std::string>() + ")");
     Vector vec = Vector::ensure(values);
     if (!vec) {
         PyErr_Clear();

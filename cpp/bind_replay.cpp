@@ -3,17 +3,20 @@
 //
 // compile.py checks every argument with messages meant for users; the checks here are only
 // those that keep a private caller from reading or writing out of bounds. The sweeps run with
-// the GIL released. The externals' node ids are read afresh at every call, since the arena may
-// have compacted (renumbered) since the last one.
+// the GIL released (without_gil). The externals' node ids are read afresh at every call, since
+// the arena may have compacted (renumbered) since the last one.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <atomic>
+#include <chrono>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "config.hpp"
 #include "cuda/elementwise.hpp"
 #include "replay_cpu.hpp"
 #include "replay_driver.hpp"
@@ -30,6 +33,42 @@ NodeId node_of(py::handle obj) {
     if (!is_value(obj.ptr()))
         throw py::type_error("expected a Value, not '" + std::string(Py_TYPE(obj.ptr())->tp_name) + "'");
     return value_node(obj.ptr());
+}
+
+// Set by the atexit hook below: from then on native work keeps the GIL.
+std::atomic<bool> exiting{false};
+
+// Runs `work`, which must not touch Python, with the GIL released.
+//
+// While the interpreter finalizes, CPython (before 3.14) ends any other thread that asks for
+// the GIL by unwinding its stack (pthread_exit), and that unwind aborts the process when it
+// leaves a noexcept function (py::gil_scoped_release's destructor is one) and touches Python
+// objects without the GIL in the destructors it runs. So no thread may be waiting for the
+// GIL here once finalization starts: the atexit hook, which runs before it, sets `exiting`
+// and lets every section in flight take the GIL back; later work runs with the GIL held. The
+// GIL orders the hook and the check on entry, so no section starts unseen.
+template <typename Work>
+void without_gil(Work&& work) {
+    if (exiting.load()) return work();
+    ++native_sections_running;
+    PyThreadState* state = PyEval_SaveThread();
+    try {
+        work();
+    } catch (...) {
+        PyEval_RestoreThread(state);
+        --native_sections_running;
+        throw;
+    }
+    PyEval_RestoreThread(state);
+    --native_sections_running;
+}
+
+void let_native_sections_finish() {
+    exiting = true;
+    if (native_sections_running.load() == 0) return;
+    Py_BEGIN_ALLOW_THREADS;
+    while (native_sections_running.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    Py_END_ALLOW_THREADS;
 }
 
 MakeLaneReplay lane_replay_for(const std::string& device) {
@@ -70,12 +109,11 @@ public:
         if (X.ndim() != 2 || std::size_t(X.shape(1)) != tape.n_inputs())
             throw py::value_error("X must have shape (batch, n_inputs)");
         const std::size_t batch = std::size_t(X.shape(0));
-        for (std::size_t e = 0; e < params_.size(); ++e) params_[e] = arena().data[value_node(externals_[e].ptr())];
+        for (std::size_t e = 0; e < params_.size(); ++e) params_[e] = arena().data[external(e)];
         Matrix Y({batch, tape.outputs.size()});
-        {
-            py::gil_scoped_release unlocked;
-            replay_.forward(params_.data(), X.data(), batch, Y.mutable_data());
-        }
+        const double* x = X.data();
+        double* y = Y.mutable_data();
+        without_gil([&] { replay_.forward(params_.data(), x, batch, y); });
         return Y;
     }
 
@@ -89,24 +127,22 @@ public:
                      std::size_t(seed->shape(1)) != tape.outputs.size()))
             throw py::value_error("seed must have shape (batch, n_outputs) of the last forward");
         Matrix input_grads({batch, std::size_t(tape.n_inputs())});
-        const double* param_grads;
-        {
-            py::gil_scoped_release unlocked;
-            param_grads = replay_.backward(seed ? seed->data() : nullptr, input_grads.mutable_data());
-        }
-        for (std::size_t e = 0; e < externals_.size(); ++e)
-            arena().grad[value_node(externals_[e].ptr())] += param_grads[e];
+        const double* seeds = seed ? seed->data() : nullptr;
+        double* dX = input_grads.mutable_data();
+        const double* param_grads = nullptr;
+        without_gil([&] { param_grads = replay_.backward(seeds, dX); });
+        for (std::size_t e = 0; e < externals_.size(); ++e) arena().grad[external(e)] += param_grads[e];
         return input_grads;
     }
 
     // The training loop's two loops over parameters, as one native call each.
     void zero_grad() {
-        for (const py::object& p : externals_) arena().grad[value_node(p.ptr())] = 0.0;
+        for (std::size_t e = 0; e < externals_.size(); ++e) arena().grad[external(e)] = 0.0;
     }
     void sgd_step(double learning_rate) {
         Arena& graph = arena();
-        for (const py::object& p : externals_) {
-            const NodeId id = value_node(p.ptr());
+        for (std::size_t e = 0; e < externals_.size(); ++e) {
+            const NodeId id = external(e);
             graph.data[id] -= learning_rate * graph.grad[id];  // exactly `p.data -= lr * p.grad`
         }
     }
@@ -124,20 +160,33 @@ public:
 
 private:
     // Refuses a second call while one runs in another thread (the GIL is released in sweeps).
+    // The flag holds the fork generation of the process that set it, plus one (0: free): in a
+    // child forked during a call, the thread that made it does not exist, so it counts as free.
     struct Busy {
-        std::atomic<bool>& flag;
-        explicit Busy(std::atomic<bool>& f) : flag(f) {
-            if (flag.exchange(true))
-                throw std::runtime_error("this compiled function is already running in another thread");
+        std::atomic<unsigned>& flag;
+        explicit Busy(std::atomic<unsigned>& f) : flag(f) {
+            const unsigned mine = fork_generation() + 1;
+            unsigned seen = 0;
+            while (!flag.compare_exchange_strong(seen, mine))
+                if (seen == mine) throw std::runtime_error("this compiled function is already running in another thread");
         }
-        ~Busy() { flag = false; }
+        ~Busy() { flag = 0; }
     };
+
+    // The node of external e. externals_ never leaves this object (Python gets copies), so it
+    // holds the Values recorded; the check keeps a broken invariant from becoming a wild access.
+    NodeId external(std::size_t e) const {
+        PyObject* p = externals_[e].ptr();
+        if (!is_value(p) || value_node(p) >= arena().size())
+            throw std::runtime_error("compiled function: parameter " + std::to_string(e) + " lost its node");
+        return value_node(p);
+    }
 
     std::string device_;
     std::vector<py::object> externals_;  // the externals' Values, in slot order
     Replay replay_;                      // (initialised after externals_, which recording fills)
     std::vector<double> params_;         // the externals' values, gathered for each forward
-    std::atomic<bool> busy_{false};
+    std::atomic<unsigned> busy_{0};
 };
 
 }  // namespace
@@ -159,6 +208,7 @@ void bind_replay(py::module_& m) {
         .def_property_readonly("n_invariant_nodes", &PyReplay::n_invariant_nodes)
         .def_property_readonly("externals", &PyReplay::externals, "The Values read as parameters (a new list).")
         .def_property_readonly("device", &PyReplay::device);
+    py::module_::import("atexit").attr("register")(py::cpp_function(let_native_sections_finish));
     m.attr("cuda_compiled") = cuda::compiled();
     m.def(
         "cuda_devices",

@@ -20,9 +20,28 @@ ARENAGRAD_BINDING_UNITS(ARENAGRAD_DECLARE)
 #undef ARENAGRAD_DECLARE
 }  // namespace arenagrad
 
+// pybind11's entry point is renamed (the name it pastes together is macro-expanded again),
+// so that ours, below, runs first.
+#define PyInit__core arenagrad_pybind11_PyInit__core
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "arenagrad's native core (private: use the arenagrad package).";
 #define ARENAGRAD_BIND(name) arenagrad::bind_##name(m);
     ARENAGRAD_BINDING_UNITS(ARENAGRAD_BIND)
 #undef ARENAGRAD_BIND
+}
+
+#undef PyInit__core
+
+// The entry point: refuses sub-interpreters. The arena, the Value type and the thread pools
+// are process-wide, and pybind11 would deadlock before any of our code ran: it takes the GIL
+// through PyGILState, which knows only the main interpreter's thread states.
+extern "C" PYBIND11_EXPORT PyObject* PyInit__core() {
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError,
+                        "arenagrad cannot be imported in a sub-interpreter: its graph and threads are shared by the "
+                        "whole process (import it in the main interpreter)");
+        return nullptr;
+    }
+    return arenagrad_pybind11_PyInit__core();
 }

@@ -19,6 +19,7 @@
 #include <omp.h>
 #endif
 
+#include "config.hpp"
 #include "replay.hpp"
 #include "replay_driver.hpp"
 #include "tape.hpp"
@@ -180,7 +181,7 @@ private:
 #if defined(ARENAGRAD_WITH_OPENMP)
         const std::size_t work = std::size_t(lane.n_slots) * batch / kMinNodeLanesPerThread;
         threads =
-            int(std::min<std::size_t>({std::size_t(omp_get_max_threads()), tiles_, std::max<std::size_t>(work, 1)}));
+            int(std::min<std::size_t>({std::size_t(usable_threads()), tiles_, std::max<std::size_t>(work, 1)}));
 #else
         (void)lane;
         (void)batch;

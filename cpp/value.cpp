@@ -2,6 +2,9 @@
 // value.hpp says why it uses the C API and which rules keep the arena consistent.
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <vector>
+
 #include "value.hpp"
 
 namespace arenagrad {
@@ -10,7 +13,7 @@ PyTypeObject* value_type = nullptr;
 
 namespace {
 
-// The id of a handle allocated but not yet attached to a node (never a real id: > kMaxNodes).
+// The id of a handle whose node was handed to another (never a real id: > kMaxNodes).
 constexpr NodeId kNoNode = 0xFFFFFFFFu;
 
 ValueObject* as_value(PyObject* obj) { return reinterpret_cast<ValueObject*>(obj); }
@@ -76,19 +79,26 @@ PyObject* value_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
         obj = guarded([&] { return wrap_new_node(arena().leaf(x)); });
     } else {
         // A subclass's tp_alloc may run the garbage collector, i.e. arbitrary Python code that
-        // builds and drops Values; a leaf pushed before it would be unowned and could be
-        // truncated or compacted away. So allocate first, then push.
-        PyObject* allocated = type->tp_alloc(type, 0);
-        if (allocated == nullptr) return nullptr;
-        ValueObject* self = as_value(allocated);
-        self->id = kNoNode;  // until the leaf exists: dealloc then has no node to release
+        // builds, drops and compacts Values, and an object it returns is visible to Python
+        // (its __del__ runs if we drop it). So the leaf comes first, owned meanwhile by a
+        // stand-in that compaction keeps and renumbers like any owner, then passes to the
+        // object: no object ever exists without a node, even when the arena is full.
+        ValueObject stand_in;
+        if (guarded([&] {
+                stand_in.id = arena().leaf(x);
+                arena().adopt(stand_in.id, &stand_in);
+                return Py_None;
+            }) == nullptr)
+            return nullptr;
+        obj = type->tp_alloc(type, 0);
+        if (obj == nullptr) {
+            arena().release(stand_in.id);
+            return nullptr;
+        }
+        ValueObject* self = as_value(obj);
+        self->id = stand_in.id;  // nothing but the stand-in refers to the new leaf yet
         self->label = nullptr;
-        obj = guarded([&] {
-            self->id = arena().leaf(x);
-            arena().adopt(self->id, self);
-            return allocated;
-        });
-        if (obj == nullptr) Py_DECREF(allocated);
+        arena().owner[self->id] = self;
     }
     if (obj != nullptr && label != nullptr) set_label(as_value(obj), label);  // checked above: cannot fail
     return obj;
@@ -188,6 +198,30 @@ PyObject* value_div(PyObject* a, PyObject* b) { return binary_op(Op::Div, a, b);
 PyObject* value_neg(PyObject* a) { return unary_op(Op::Neg, a); }
 PyObject* value_abs(PyObject* a) { return unary_op(Op::Abs, a); }
 
+// Ints of smaller magnitude are exactly doubles.
+constexpr double kMaxExactInt = 9007199254740992.0;  // 2**53
+
+// An int exponent past 2**53 is rounded to a double for computing, but micrograd's `_op`
+// prints it as written: it is kept as doubles whose exact sum it is (its rounding, the
+// rounding of what is left, ...; an int that converts to a double needs at most 20).
+// False with a Python error set.
+bool int_as_doubles(PyObject* k, std::vector<double>& terms) {
+    PyObject* rest = PyNumber_Index(k);
+    while (rest != nullptr) {
+        const int left = PyObject_IsTrue(rest);
+        if (left <= 0) {
+            Py_DECREF(rest);
+            return left == 0;
+        }
+        const double term = PyLong_AsDouble(rest);
+        PyObject* taken = term == -1.0 && PyErr_Occurred() ? nullptr : PyLong_FromDouble(term);
+        Py_SETREF(rest, taken != nullptr ? PyNumber_Subtract(rest, taken) : nullptr);
+        Py_XDECREF(taken);
+        terms.push_back(term);
+    }
+    return false;
+}
+
 // `a ** k` with a number k keeps micrograd's one-operand node ('**k'); an exponent that is a
 // Value (or a number base, `2 ** v`) makes a two-operand '**' node with the exponent's grad.
 PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulo) {
@@ -197,10 +231,19 @@ PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulo) {
     const int converted = to_double(b, &k);
     if (converted <= 0) return converted < 0 ? nullptr : Py_NewRef(Py_NotImplemented);
     const bool k_is_int = PyIndex_Check(b);  // int, bool, numpy integers print as ints
+    std::vector<double> exact;
+    if (k_is_int && std::fabs(k) >= kMaxExactInt && !int_as_doubles(b, exact)) return nullptr;
     return guarded([&] {
         Arena& graph = arena();
         compact_if_due(graph);
-        return wrap_new_node(graph.pow_const(value_node(a), k, k_is_int));
+        if (exact.size() <= 1) return wrap_new_node(graph.pow_const(value_node(a), k, k_is_int));
+        // The exponent node is linear(k rounded; 0 * each remainder): its value is k rounded
+        // (acc + 0.0 * x is acc), and its operands add up to k exactly (get_op).
+        const NodeId zero = graph.leaf(0.0);
+        const NodeId exponent = graph.linear(
+            graph.leaf(exact[0]), exact.size() - 1, [&](std::size_t) { return zero; },
+            [&](std::size_t i) { return graph.leaf(exact[i + 1]); });
+        return wrap_new_node(graph.binary(Op::PowConstInt, value_node(a), exponent));
     });
 }
 
@@ -279,9 +322,19 @@ PyObject* get_op(PyObject* self, void*) {
     const NodeId id = value_node(self);
     const Op op = graph.op[id];
     if (op == Op::PowConst || op == Op::PowConstInt) {
-        // micrograd's f'**{k}': an int exponent prints as an int
-        const double k = graph.data[graph.rhs[id]];
-        PyObject* number = op == Op::PowConstInt ? PyLong_FromDouble(k) : PyFloat_FromDouble(k);
+        // micrograd's f'**{k}': an int exponent prints as an int, exactly (see int_as_doubles)
+        const NodeId exponent = graph.rhs[id];
+        PyObject* number = op == Op::PowConstInt ? PyLong_FromDouble(graph.data[exponent])
+                                                 : PyFloat_FromDouble(graph.data[exponent]);
+        if (op == Op::PowConstInt && graph.op[exponent] == Op::Linear) {  // see value_pow
+            Py_CLEAR(number);
+            number = PyLong_FromLong(0);
+            graph.for_each_operand(exponent, [&](NodeId term) {
+                PyObject* part = number != nullptr ? PyLong_FromDouble(graph.data[term]) : nullptr;
+                Py_SETREF(number, part != nullptr ? PyNumber_Add(number, part) : nullptr);
+                Py_XDECREF(part);
+            });
+        }
         if (number == nullptr) return nullptr;
         PyObject* name = PyUnicode_FromFormat("**%S", number);
         Py_DECREF(number);
@@ -374,6 +427,26 @@ PyObject* raise_memory_error(const std::bad_alloc& error) noexcept {
     return nullptr;
 }
 
+bool is_complex_number(PyObject* obj) {
+    if (PyComplex_Check(obj)) return true;  // also numpy's complex128, a subclass
+    // numpy's other complex scalars (complex64, clongdouble) have the base class
+    // numpy.complexfloating, looked up once numpy is imported (before that there are none).
+    static PyObject* numpy_complex = nullptr;  // a strong reference, kept for good
+    if (numpy_complex == nullptr) {
+        static PyObject* name = PyUnicode_InternFromString("numpy");
+        PyObject* numpy = name != nullptr ? PyImport_GetModule(name) : nullptr;
+        PyObject* base = numpy != nullptr ? PyObject_GetAttrString(numpy, "complexfloating") : nullptr;
+        Py_XDECREF(numpy);
+        if (base == nullptr || !PyType_Check(base)) {
+            Py_XDECREF(base);
+            PyErr_Clear();  // no numpy (or not a numpy we know): no numpy complex either
+            return false;
+        }
+        numpy_complex = base;
+    }
+    return PyObject_TypeCheck(obj, reinterpret_cast<PyTypeObject*>(numpy_complex));
+}
+
 PyObject* wrap_new_node(NodeId id) {
     PyObject* obj = new_handle(id);
     if (obj == nullptr) arena().truncate_dead_top();
@@ -382,9 +455,20 @@ PyObject* wrap_new_node(NodeId id) {
 
 // The live handle if any, so `_prev` returns the very objects the user holds (micrograd's
 // graph-drawing code relies on identity).
+//
+// A handle whose reference count is 0 is being deallocated: a Value subclass instance runs
+// its weakref callbacks and clears its __dict__ (finalisers, arbitrary Python) before our
+// value_dealloc releases its node. Handing it out would resurrect an object that is freed
+// anyway, so the node is detached from it (its dealloc then has nothing to release) and
+// gets a fresh handle.
 PyObject* handle_of(NodeId id) {
     void* existing = arena().owner[id];
-    if (existing != nullptr) return Py_NewRef(static_cast<PyObject*>(existing));
+    if (existing != nullptr) {
+        PyObject* handle = static_cast<PyObject*>(existing);
+        if (Py_REFCNT(handle) > 0) return Py_NewRef(handle);
+        as_value(handle)->id = kNoNode;
+        arena().disown(id);
+    }
     return new_handle(id);
 }
 

@@ -58,6 +58,10 @@ PyObject* wrap_new_node(NodeId id);
 // preserved), else a fresh one. Null with a Python error on failure.
 PyObject* handle_of(NodeId id);
 
+// Whether `obj` is a complex number: Python's complex, or a numpy complex scalar, which
+// float() would accept, dropping the imaginary part with only a ComplexWarning.
+bool is_complex_number(PyObject* obj);
+
 // Converts a Python real number to double: 1 done, 0 not a real number (no error set),
 // -1 error set (e.g. an int too large for a float).
 inline int to_double(PyObject* obj, double* out) {
@@ -75,6 +79,7 @@ inline int to_double(PyObject* obj, double* out) {
     if (is_value(obj) || PyUnicode_Check(obj) || PyBytes_Check(obj) || PyByteArray_Check(obj)) return 0;
     PyNumberMethods* number = Py_TYPE(obj)->tp_as_number;
     if (number == nullptr || (number->nb_float == nullptr && number->nb_index == nullptr)) return 0;
+    if (is_complex_number(obj)) return 0;
     const double x = PyFloat_AsDouble(obj);  // numpy scalars, Decimal, ... via __float__/__index__
     if (x == -1.0 && PyErr_Occurred()) {
         if (!PyErr_ExceptionMatches(PyExc_TypeError)) return -1;

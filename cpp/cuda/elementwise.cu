@@ -22,9 +22,26 @@ namespace {
 constexpr unsigned kThreads = 128;     // lanes per block in the sweeps
 constexpr unsigned kSumThreads = 256;  // threads per shared slot in the lane-sum
 
+// A CUDA version number (1000 * major + 10 * minor) as "major.minor".
+std::string version_text(int version) { return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10); }
+
+// What a CUDA error means, in words a user can act on. Without any driver the runtime reports
+// cudaErrorInsufficientDriver ("CUDA driver version is insufficient for CUDA runtime version")
+// as for a driver that is too old; cudaDriverGetVersion tells the two apart (0: no driver).
+std::string describe(cudaError_t status) {
+    if (status == cudaErrorInsufficientDriver) {
+        int driver = 0;
+        if (cudaDriverGetVersion(&driver) != cudaSuccess || driver == 0)
+            return "no NVIDIA driver found: the CUDA driver library (libcuda) could not be loaded";
+        return "the NVIDIA driver is too old: it supports CUDA " + version_text(driver) +
+               ", and arenagrad was built with CUDA " + version_text(CUDART_VERSION);
+    }
+    if (status == cudaErrorNoDevice) return "no CUDA device found";
+    return cudaGetErrorString(status);
+}
+
 void check(cudaError_t status, const char* what) {
-    if (status != cudaSuccess)
-        throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(status));
+    if (status != cudaSuccess) throw std::runtime_error(std::string("CUDA error in ") + what + ": " + describe(status));
 }
 
 // A device buffer that only grows.
@@ -187,7 +204,7 @@ int device_count(std::string& why) {
     const cudaError_t status = cudaGetDeviceCount(&count);
     if (status != cudaSuccess) {
         cudaGetLastError();  // clear it, so later calls do not report it again
-        why = cudaGetErrorString(status);
+        why = describe(status);
         return 0;
     }
     if (count == 0) why = "no CUDA device found";

@@ -4,11 +4,15 @@
     from arenagrad.nn import MLP         # instead of: from micrograd.nn import MLP
 """
 
+import importlib.util
+
 __version__ = "0.1.0"
 
 try:
     from . import _core  # noqa: F401  (imported alone first, for the message below)
 except ImportError as error:  # pragma: no cover - only without a build
+    if importlib.util.find_spec(f"{__name__}._core") is not None:
+        raise  # built, but it refused to load (in a sub-interpreter): its message says why
     raise ImportError(
         "arenagrad's native extension (arenagrad._core) is not built. Install the package with "
         "`pip install .` from the source tree (it needs a C++17 compiler and CMake), or use the "

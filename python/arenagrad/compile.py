@@ -16,6 +16,7 @@ what keeps its memory accesses in bounds.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,13 +39,15 @@ def _cuda_unavailable() -> str | None:
 def _as_matrix(array: Any, cols: int, what: str) -> np.ndarray:
     """A C-contiguous float64 (rows, cols) array, or a clear TypeError/ValueError."""
     if isinstance(array, np.ndarray):
-        if array.dtype != np.float64:
+        if _refuse_complex(array, what).dtype != np.float64:
             raise TypeError(
                 f"{what} must be a float64 array, not {array.dtype} (use {what}.astype(np.float64))"
             )
     else:
         try:
-            array = np.asarray(array, dtype=np.float64)
+            array = _refuse_complex(np.asarray(array), what).astype(np.float64, copy=False)
+        except _NotReal:
+            raise
         except (TypeError, ValueError) as error:
             raise TypeError(f"{what} must be a float64 array of shape (batch, {cols})") from error
     if array.ndim != 2 or array.shape[1] != cols:
@@ -133,6 +136,11 @@ class Compiled:
     def sgd_step(self, learning_rate: float) -> None:
         """`p.data -= learning_rate * p.grad` for every parameter, in one native call (the
         same arithmetic as micrograd's update loop)."""
+        if isinstance(learning_rate, numbers.Complex) and not isinstance(
+            learning_rate, numbers.Real
+        ):  # float() of a numpy complex drops the imaginary part, with only a warning
+            kind = type(learning_rate).__name__
+            raise TypeError(f"learning_rate must be a real number, not {kind!r}")
         self._replay.sgd_step(float(learning_rate))
 
     def __repr__(self) -> str:
@@ -148,7 +156,19 @@ def _as_vector(seed: Any) -> np.ndarray:
         if seed.dtype != np.float64:
             raise TypeError(f"seed must be a float64 array, not {seed.dtype}")
         return seed
-    return np.asarray(seed, dtype=np.float64)
+    return _refuse_complex(np.asarray(seed), "seed").astype(np.float64, copy=False)
+
+
+class _NotReal(TypeError):
+    """Complex numbers where real ones are needed."""
+
+
+def _refuse_complex(array: np.ndarray, what: str) -> np.ndarray:
+    """`array`, unless it is complex: numpy would convert it to float by dropping the
+    imaginary parts, with only a warning."""
+    if array.dtype.kind == "c":
+        raise _NotReal(f"{what} must hold real numbers, not complex ({array.dtype})")
+    return array
 
 
 def compile(

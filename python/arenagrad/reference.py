@@ -18,6 +18,7 @@ import builtins
 import functools
 import itertools
 import math
+import numbers
 import operator
 import random
 from collections.abc import Callable
@@ -87,11 +88,14 @@ def _sqrt(x):
 def _real(x):
     """float(x) if x is a real number (int, float, bool, numpy scalar, ...), else None."""
     # str and bytes convert with float() but are not numbers; complex would lose its
-    # imaginary part (numpy's complex scalars even allow float() with only a warning).
+    # imaginary part (numpy's complex scalars even allow float() with only a warning; numpy
+    # registers them as numbers.Complex, its real scalars as numbers.Real).
     if isinstance(x, (Value, str, bytes, bytearray, complex)):
         return None
     t = type(x)
     if not (hasattr(t, "__float__") or hasattr(t, "__index__")):
+        return None
+    if t not in (float, int) and isinstance(x, numbers.Complex) and not isinstance(x, numbers.Real):
         return None
     try:
         return float(x)
