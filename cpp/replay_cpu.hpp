@@ -106,7 +106,7 @@ public:
         values_.resize(tiles_ * tile_size);
         const std::uint32_t k = lane.n_in, m = std::uint32_t(tape_.outputs.size());
         const std::int64_t tiles = std::int64_t(tiles_);
-        const int threads = threads_for(lane, batch);
+        [[maybe_unused]] const int threads = threads_for(lane, batch);  // read only by OpenMP
 #if defined(ARENAGRAD_WITH_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
 #endif
