@@ -1,4 +1,5 @@
-// The Value type: construction, number slots, methods, attributes, repr and pickling.
+// The Value type: construction, number slots, methods, repr and pickling (its attributes are
+// in value_attributes.cpp).
 // value.hpp says why it uses the C API and which rules keep the arena consistent.
 #include <pybind11/pybind11.h>
 
@@ -10,6 +11,22 @@
 namespace arenagrad {
 
 PyTypeObject* value_type = nullptr;
+
+int check_label(PyObject* label) {
+    if (PyUnicode_Check(label)) return 0;
+    PyErr_Format(PyExc_TypeError, "Value label must be a str, not '%.200s'", Py_TYPE(label)->tp_name);
+    return -1;
+}
+
+int set_label(ValueObject* self, PyObject* label) {
+    if (label == nullptr) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete Value.label (set it to '' instead)");
+        return -1;
+    }
+    if (check_label(label) < 0) return -1;
+    Py_XSETREF(self->label, Py_NewRef(label));
+    return 0;
+}
 
 namespace {
 
@@ -47,22 +64,6 @@ PyObject* new_handle(NodeId id) {
 }
 
 // ---- construction and destruction ----------------------------------------------------
-
-int check_label(PyObject* label) {
-    if (PyUnicode_Check(label)) return 0;
-    PyErr_Format(PyExc_TypeError, "Value label must be a str, not '%.200s'", Py_TYPE(label)->tp_name);
-    return -1;
-}
-
-int set_label(ValueObject* self, PyObject* label) {
-    if (label == nullptr) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete Value.label (set it to '' instead)");
-        return -1;
-    }
-    if (check_label(label) < 0) return -1;
-    Py_XSETREF(self->label, Py_NewRef(label));
-    return 0;
-}
 
 PyObject* value_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     static const char* keywords[] = {"data", "label", nullptr};
@@ -262,90 +263,9 @@ PyObject* value_backward(PyObject* self, PyObject*) {
     });
 }
 
-// ---- attributes --------------------------------------------------------------------------
-
-PyObject* get_data(PyObject* self, void*) { return PyFloat_FromDouble(arena().data[value_node(self)]); }
-PyObject* get_grad(PyObject* self, void*) { return PyFloat_FromDouble(arena().grad[value_node(self)]); }
-
-// Converts the number assigned to Value.<name>; the node is looked up only afterwards, since
-// the conversion may run Python code (and compact).
-int assigned_number(PyObject* value, const char* name, double* out) {
-    if (value == nullptr) {
-        PyErr_Format(PyExc_AttributeError, "cannot delete Value.%s", name);
-        return -1;
-    }
-    const int converted = to_double(value, out);
-    if (converted == 0)
-        PyErr_Format(PyExc_TypeError, "Value.%s must be a real number (int, float or numpy scalar), not '%.200s'", name,
-                     Py_TYPE(value)->tp_name);
-    return converted == 1 ? 0 : -1;
-}
-
-int put_data(PyObject* self, PyObject* value, void*) {
-    double x;
-    if (assigned_number(value, "data", &x) < 0) return -1;
-    arena().data[value_node(self)] = x;
-    return 0;
-}
-
-int put_grad(PyObject* self, PyObject* value, void*) {
-    double x;
-    if (assigned_number(value, "grad", &x) < 0) return -1;
-    arena().grad[value_node(self)] = x;
-    return 0;
-}
-
-PyObject* get_label(PyObject* self, void*) {
-    PyObject* label = as_value(self)->label;
-    return label != nullptr ? Py_NewRef(label) : PyUnicode_FromString("");
-}
-
-int put_label(PyObject* self, PyObject* value, void*) { return set_label(as_value(self), value); }
-
-PyObject* get_prev(PyObject* self, void*) {
-    PyObject* operands = PySet_New(nullptr);
-    if (operands == nullptr) return nullptr;
-    CompactionBlocker hold_ids;  // PySet_Add may run the garbage collector
-    bool failed = false;
-    arena().for_each_operand(value_node(self), [&](NodeId operand) {
-        if (failed) return;
-        PyObject* handle = handle_of(operand);
-        failed = handle == nullptr || PySet_Add(operands, handle) < 0;
-        Py_XDECREF(handle);
-    });
-    if (failed) Py_CLEAR(operands);
-    return operands;
-}
-
-PyObject* get_op(PyObject* self, void*) {
-    const Arena& graph = arena();
-    const NodeId id = value_node(self);
-    const Op op = graph.op[id];
-    if (op == Op::PowConst || op == Op::PowConstInt) {
-        // micrograd's f'**{k}': an int exponent prints as an int, exactly (see int_as_doubles)
-        const NodeId exponent = graph.rhs[id];
-        PyObject* number = op == Op::PowConstInt ? PyLong_FromDouble(graph.data[exponent])
-                                                 : PyFloat_FromDouble(graph.data[exponent]);
-        if (op == Op::PowConstInt && graph.op[exponent] == Op::Linear) {  // see value_pow
-            Py_CLEAR(number);
-            number = PyLong_FromLong(0);
-            graph.for_each_operand(exponent, [&](NodeId term) {
-                PyObject* part = number != nullptr ? PyLong_FromDouble(graph.data[term]) : nullptr;
-                Py_SETREF(number, part != nullptr ? PyNumber_Add(number, part) : nullptr);
-                Py_XDECREF(part);
-            });
-        }
-        if (number == nullptr) return nullptr;
-        PyObject* name = PyUnicode_FromFormat("**%S", number);
-        Py_DECREF(number);
-        return name;
-    }
-    return PyUnicode_FromString(op_name(op));
-}
-
 PyObject* value_repr(PyObject* self) {
-    PyObject* data = get_data(self, nullptr);
-    PyObject* grad = get_grad(self, nullptr);
+    PyObject* data = PyFloat_FromDouble(arena().data[value_node(self)]);
+    PyObject* grad = PyFloat_FromDouble(arena().grad[value_node(self)]);
     PyObject* text = (data && grad) ? PyUnicode_FromFormat("Value(data=%R, grad=%R)", data, grad) : nullptr;
     Py_XDECREF(data);
     Py_XDECREF(grad);
@@ -357,7 +277,7 @@ PyObject* value_repr(PyObject* self) {
 PyObject* value_reduce(PyObject* self, PyObject*) {
     const Arena& graph = arena();
     const NodeId id = value_node(self);
-    PyObject* label = get_label(self, nullptr);
+    PyObject* label = value_label(self);
     if (label == nullptr) return nullptr;
     return Py_BuildValue("O(d)(dN)", reinterpret_cast<PyObject*>(Py_TYPE(self)), graph.data[id], graph.grad[id], label);
 }
@@ -373,15 +293,6 @@ PyObject* value_setstate(PyObject* self, PyObject* state) {
     arena().grad[value_node(self)] = grad;
     Py_RETURN_NONE;
 }
-
-PyGetSetDef value_attributes[] = {
-    {"data", get_data, put_data, "The forward value (float); writable.", nullptr},
-    {"grad", get_grad, put_grad, "d(root)/d(this) accumulated by backward() (float); writable.", nullptr},
-    {"label", get_label, put_label, "A name for graph drawing (str).", nullptr},
-    {"_prev", get_prev, nullptr, "The operand Values of this node, as a set (micrograd's graph).", nullptr},
-    {"_op", get_op, nullptr, "The op that made this node, as a string ('' for leaves).", nullptr},
-    {nullptr, nullptr, nullptr, nullptr, nullptr},
-};
 
 PyMethodDef value_methods[] = {
     {"relu", value_relu, METH_NOARGS, "max(0, x), micrograd's ReLU."},

@@ -52,6 +52,16 @@ inline void compact_if_due(Arena& graph) { graph.maybe_compact(relocate_value); 
 
 // A new Value for node `id`, just pushed on top of the arena and not yet owned (the node is
 // dropped again if this fails). Runs no Python code. Null with a Python error on failure.
+// Sets a Value's label: 0, or -1 with TypeError (not a str) or AttributeError (deleted).
+int set_label(ValueObject* self, PyObject* label);
+int check_label(PyObject* label);
+
+// A new reference to a Value's label ('' when it has none).
+PyObject* value_label(PyObject* self);
+
+// The Value type's attributes (value_attributes.cpp).
+extern PyGetSetDef value_attributes[];
+
 PyObject* wrap_new_node(NodeId id);
 
 // A new reference to the Value of node `id`: its live handle if it has one (so identity is
