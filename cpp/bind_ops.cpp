@@ -25,7 +25,8 @@ void bind_ops(py::module_& m) {
             if (!is_value(value.ptr()))
                 throw py::type_error(std::string("_backward_generic() takes a Value, not '") +
                                      Py_TYPE(value.ptr())->tp_name + "'");
-            arena().backward_generic(value_node(value.ptr()));  // std::bad_alloc -> MemoryError
+            // std::bad_alloc -> MemoryError; false: a Python `_backward` raised
+            if (!arena().backward_generic(value_node(value.ptr()))) throw py::error_already_set();
         },
         py::arg("value"),
         "Tests only: value.backward(), with every node dispatched through the op table (no fast paths).");

@@ -158,7 +158,11 @@ def test_neuron_parameters_are_labelled_in_the_linear_node(native):
     first = [text.split(" | ")[0] for text in records(dot).values()]
     assert sorted(t for t in first if not t.startswith("data ")) == ["b", "w0", "w1", "w2"]
     assert len(first) == 4 + 3 + 1  # and unlabelled: the 3 inputs and the result
-    assert re.findall(r'n\d+_op \[label="(.*?)"\]', dot) == ["linear"]
+    assert re.findall(r'^  n\d+_op \[label="(.*?)"\]', dot, re.M) == ["linear"]
+    # The native Value gives its operands in order too (`_children`): one edge per role.
+    assert sorted(re.findall(r'-> n\d+_op \[label="(\w+)"\]', dot)) == [
+        "b", "w0", "w1", "w2", "x0", "x1", "x2"
+    ]
 
 
 def test_linear_edges_name_each_operand_when_the_order_is_known(reference):

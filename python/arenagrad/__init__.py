@@ -24,6 +24,7 @@ from ._core import Value, arena_stats, get_num_threads, linear, set_num_threads,
 from .checkpoint import load, save
 from .compile import Compiled, compile
 from .config import show_config
+from .grad_mode import is_grad_enabled, no_grad
 from .gradient_check import gradcheck
 
 __all__ = [
@@ -34,9 +35,11 @@ __all__ = [
     "compile",
     "get_num_threads",
     "gradcheck",
+    "is_grad_enabled",
     "linear",
     "load",
     "losses",
+    "no_grad",
     "optim",
     "save",
     "schedules",
