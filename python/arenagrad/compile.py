@@ -215,8 +215,9 @@ def compile(
     # tracing (its value and local_grads): a replay could only repeat the traced sample's.
     user_op = _core._not_replayable(fence, outputs)
     if user_op is not None:
+        name = repr(user_op._op) if user_op._op else "with no _op"
         raise TypeError(
-            f"compile() cannot replay the user-defined op {user_op._op!r} that fn uses (made by "
+            f"compile() cannot replay the user-defined op {name} that fn uses (made by "
             "Value(data, children, ...)): its value and gradient come from Python code run while "
             "tracing. Build it from arenagrad's ops instead, or run fn eagerly"
         )

@@ -29,7 +29,17 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["MLP", "Layer", "Module", "Neuron", "Value", "linear", "no_grad", "sum"]
+__all__ = [
+    "MLP",
+    "Layer",
+    "Module",
+    "Neuron",
+    "Value",
+    "is_grad_enabled",
+    "linear",
+    "no_grad",
+    "sum",
+]
 
 _INF = math.inf
 _NAN = math.nan
@@ -157,8 +167,12 @@ _grad_state = threading.local()
 _threads_without_grad = 0
 
 
-def _grad_enabled():
+def is_grad_enabled():
+    """False inside no_grad() (in this thread): ops then build leaves."""
     return _threads_without_grad == 0 or getattr(_grad_state, "depth", 0) == 0
+
+
+_grad_enabled = is_grad_enabled
 
 
 class no_grad(contextlib.ContextDecorator):
