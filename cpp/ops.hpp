@@ -145,17 +145,17 @@ struct Mul {
 
 struct Div {
     AG_HOST_DEVICE static double forward(double a, double b) { return a / b; }
-    AG_HOST_DEVICE static Partials derivatives(double a, double b, double) { return {1.0 / b, -a / (b * b)}; }
+    // d_b = -a / b**2 as -(a / b) / b, PyTorch's form: b * b neither overflows nor, as a node,
+    // makes 0 * inf of the second derivative of 1 / b at 0 (PyTorch: inf)
+    AG_HOST_DEVICE static Partials derivatives(double, double b, double out) { return {1.0 / b, -out / b}; }
     template <typename G, typename N>
     static N grad_a(G& nodes, N, N b, N, N grad) {
         const N d = nodes.div(nodes.constant(1.0), b);
         return nodes.mul(d, grad);
     }
     template <typename G, typename N>
-    static N grad_b(G& nodes, N a, N b, N, N grad) {
-        const N minus_a = nodes.neg(a);
-        const N b_squared = nodes.mul(b, b);
-        const N d = nodes.div(minus_a, b_squared);
+    static N grad_b(G& nodes, N, N b, N out, N grad) {
+        const N d = nodes.div(nodes.neg(out), b);
         return nodes.mul(d, grad);
     }
 };

@@ -302,7 +302,7 @@ BINARY = {
     "sub": Binary(operator.sub, lambda a, b: a - b, lambda a, b, out: (1.0, -1.0), "-"),
     "mul": Binary(operator.mul, lambda a, b: a * b, lambda a, b, out: (b, a), "*"),
     "div": Binary(
-        operator.truediv, c_div, lambda a, b, out: (c_div(1.0, b), c_div(-a, b * b)), "/"
+        operator.truediv, c_div, lambda a, b, out: (c_div(1.0, b), c_div(-out, b)), "/"
     ),
     "pow": Binary(  # a Value exponent; `Value ** number` is pow_const
         operator.pow,

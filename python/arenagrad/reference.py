@@ -436,7 +436,7 @@ def _mul_rule(out):
 def _truediv_rule(out):
     a, b = out._children
     a._grad += _div(1.0, b._data) * out._grad
-    b._grad += _div(-a._data, b._data * b._data) * out._grad
+    b._grad += _div(-out._data, b._data) * out._grad  # -(a / b) / b
 
 
 def _neg_rule(out):
@@ -697,9 +697,7 @@ def _div_graph(nodes, out, grad, wants):
         d = nodes.div(nodes.constant(1.0), b)
         yield a, nodes.mul(d, grad)
     if wants(b):
-        minus_a = nodes.neg(a)
-        b_squared = nodes.mul(b, b)
-        d = nodes.div(minus_a, b_squared)
+        d = nodes.div(nodes.neg(out), b)
         yield b, nodes.mul(d, grad)
 
 
