@@ -5,8 +5,10 @@
 // grad_term functions in ops.hpp), so the gradients it returns are ordinary nodes that can be
 // differentiated again, compiled into a replay, or drawn. Their values are what backward()
 // computes, bit for bit, since the rules use the same operations in the same order and the
-// contributions to a node are added in the sweep's order (one Sum node, whose fold from 0.0
-// is the sweep's `grad += c`).
+// contributions to a node are added in the sweep's order: one linear node
+// 0.0 + d_1 * g_1 + d_2 * g_2 + ..., whose fold is the sweep's `grad += d * g`. A rule's
+// product d * g is therefore not pushed as a mul node when it is made, only its factors are
+// kept; a neuron's derivative, like the neuron, is then one node per operand, not one per term.
 //
 // Only nodes on a path from an output to an input are visited, and only operands on such a
 // path get contributions (torch.autograd.grad does the same): the nodes built are the ones
@@ -30,10 +32,17 @@
 
 namespace arenagrad {
 
+// A contribution d * grad not built yet (see the top of this file).
+struct Product {
+    NodeId factor, grad;
+};
+
 // The `nodes` argument of the rules' derivative-graph functions: pushes table ops.
 class GraphBuilder {
 public:
     explicit GraphBuilder(Arena& graph) : graph_(graph) {}
+
+    Product times(NodeId d, NodeId grad) const { return {d, grad}; }
 
     NodeId add(NodeId x, NodeId y) { return graph_.binary(Op::Add, x, y); }
     NodeId sub(NodeId x, NodeId y) { return graph_.binary(Op::Sub, x, y); }
@@ -100,12 +109,13 @@ public:
 
 private:
     // Contributions to a node's gradient, in the order the sweep makes them: a linked list per
-    // node, in one array.
+    // node, in one array. A node, or (grad != kNode) the product node * grad.
     struct Contribution {
-        NodeId node;
+        NodeId node, grad;
         std::uint32_t next;
     };
     static constexpr std::uint32_t kEnd = 0xFFFFFFFFu;
+    static constexpr NodeId kNode = 0xFFFFFFFFu;
 
     Arena& graph_;
     GraphBuilder& nodes_;
@@ -114,6 +124,7 @@ private:
     std::vector<std::uint32_t> first_, last_;
     std::vector<NodeId> total_;       // the gradient node, once the sweep has passed the node
     std::vector<Contribution> contributions_;
+    std::vector<Contribution> terms_;  // one node's contributions, while its total is built
 
     GradientGraph(Arena& graph, GraphBuilder& nodes, NodeId lowest, NodeId top)
         : graph_(graph),
@@ -141,10 +152,13 @@ private:
 
     bool wants(NodeId id) const { return id >= lowest_ && on_path_[id - lowest_] != 0; }
 
-    void contribute(NodeId id, NodeId contribution) {
+    void contribute(NodeId id, NodeId contribution) { add(id, {contribution, kNode, kEnd}); }
+    void contribute(NodeId id, Product product) { add(id, {product.factor, product.grad, kEnd}); }
+
+    void add(NodeId id, Contribution contribution) {
         const std::size_t at = id - lowest_;
         const auto index = std::uint32_t(contributions_.size());
-        contributions_.push_back({contribution, kEnd});
+        contributions_.push_back(contribution);
         if (first_[at] == kEnd)
             first_[at] = index;
         else
@@ -152,19 +166,25 @@ private:
         last_[at] = index;
     }
 
-    // The node's gradient: its one contribution, or a Sum node adding them in order (from
-    // 0.0, as the sweep adds into a zeroed grad).
+    // The node's gradient: its one contribution (a product as a mul node), or its
+    // contributions added in order from 0.0, as the sweep adds them into a zeroed grad: a sum
+    // node if they are all nodes, else a linear node 0.0 + d_1 * g_1 + ..., where a node c
+    // is the term c * 1.0 (exactly c).
     NodeId total(std::size_t at) {
-        const std::uint32_t head = first_[at];
-        if (contributions_[head].next == kEnd) return contributions_[head].node;
-        std::size_t count = 0;
-        for (std::uint32_t c = head; c != kEnd; c = contributions_[c].next) ++count;
-        std::uint32_t c = head;
-        return graph_.sum(count, [&](std::size_t) {
-            const NodeId node = contributions_[c].node;
-            c = contributions_[c].next;
-            return node;
-        });
+        terms_.clear();
+        bool products = false;
+        for (std::uint32_t c = first_[at]; c != kEnd; c = contributions_[c].next) {
+            terms_.push_back(contributions_[c]);
+            products = products || contributions_[c].grad != kNode;
+        }
+        const Contribution only = terms_[0];
+        if (terms_.size() == 1) return only.grad == kNode ? only.node : nodes_.mul(only.node, only.grad);
+        if (!products) return graph_.sum(terms_.size(), [&](std::size_t k) { return terms_[k].node; });
+        const NodeId zero = nodes_.constant(0.0);
+        const NodeId one = nodes_.constant(1.0);
+        return graph_.linear(
+            zero, terms_.size(), [&](std::size_t k) { return terms_[k].node; },
+            [&](std::size_t k) { return terms_[k].grad == kNode ? one : terms_[k].grad; });
     }
 
     void run() {

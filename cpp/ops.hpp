@@ -103,15 +103,18 @@ namespace rules {
 // `grad_a += d * grad_out`, as micrograd does.
 //
 // Derivative graphs (arenagrad.grad with create_graph=True, grad_graph.hpp): each rule also
-// builds `d * grad` as new nodes, one function per operand that receives a gradient:
+// builds `d * grad` from nodes, one function per operand that receives a gradient:
 // grad_a / grad_b (unary, binary), grad_head / grad_term (n-ary; grad_term_a / grad_term_b for
 // two-operand terms). They take a node builder `nodes`, the operand nodes, the node `out` and
-// the node `grad` (its upstream gradient), and return a node whose value is the sweep's
-// `d * grad`: the same operations in the same order, so the same bits. Being nodes of the
-// table, those can be differentiated again, to any order.
+// the node `grad` (its upstream gradient), and return the sweep's `d * grad` with the same
+// operations in the same order, so the same bits: a node (`grad` itself for a derivative
+// of 1), or `nodes.times(d, grad)`, a product the builder keeps unbuilt so that all the
+// products added into one operand become one linear node (as a fused neuron is one node in
+// the forward graph). Being nodes of the table, those can be differentiated again.
 // The builder (GraphBuilder in grad_graph.hpp; reference.py's twins build the same nodes):
 //   nodes.add(x, y), sub, mul, div, pow, neg(x), log, abs, relu, step, sign, mask(x, c),
-//   pow_const(x, k, op), constant(v) (a leaf), value(x) (x's data, for a constant exponent).
+//   pow_const(x, k, op), constant(v) (a leaf), value(x) (x's data, for a constant exponent),
+//   times(d, grad) (the product d * grad, as a contribution).
 // C++ leaves the order of a call's arguments unspecified, so no call below gets two arguments
 // that push nodes: the order of nodes fixes the order in which the next sweep adds, and it
 // must be the oracle's.
@@ -138,9 +141,9 @@ struct Mul {
     AG_HOST_DEVICE static double forward(double a, double b) { return a * b; }
     AG_HOST_DEVICE static Partials derivatives(double a, double b, double) { return {b, a}; }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N, N b, N, N grad) { return nodes.mul(b, grad); }
+    static auto grad_a(G& nodes, N, N b, N, N grad) { return nodes.times(b, grad); }
     template <typename G, typename N>
-    static N grad_b(G& nodes, N a, N, N, N grad) { return nodes.mul(a, grad); }
+    static auto grad_b(G& nodes, N a, N, N, N grad) { return nodes.times(a, grad); }
 };
 
 struct Div {
@@ -149,14 +152,14 @@ struct Div {
     // makes 0 * inf of the second derivative of 1 / b at 0 (PyTorch: inf)
     AG_HOST_DEVICE static Partials derivatives(double, double b, double out) { return {1.0 / b, -out / b}; }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N, N b, N, N grad) {
+    static auto grad_a(G& nodes, N, N b, N, N grad) {
         const N d = nodes.div(nodes.constant(1.0), b);
-        return nodes.mul(d, grad);
+        return nodes.times(d, grad);
     }
     template <typename G, typename N>
-    static N grad_b(G& nodes, N, N b, N out, N grad) {
+    static auto grad_b(G& nodes, N, N b, N out, N grad) {
         const N d = nodes.div(nodes.neg(out), b);
-        return nodes.mul(d, grad);
+        return nodes.times(d, grad);
     }
 };
 
@@ -175,23 +178,23 @@ struct PowConst {  // a ** k, with k a number
         return k == 0 ? 0.0 : k * std::pow(a, k - 1.0);
     }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N a, N k, N, N grad) { return power_rule(nodes, a, nodes.value(k), Op::PowConst, grad); }
+    static auto grad_a(G& nodes, N a, N k, N, N grad) { return power_rule(nodes, a, nodes.value(k), Op::PowConst, grad); }
 
 protected:
     // The derivative's power is a node of the same op, so an int exponent stays an int in `_op`.
     template <typename G, typename N>
-    static N power_rule(G& nodes, N a, double k, Op power, N grad) {
-        if (k == 0) return nodes.mul(nodes.constant(0.0), grad);
+    static auto power_rule(G& nodes, N a, double k, Op power, N grad) {
+        if (k == 0) return nodes.times(nodes.constant(0.0), grad);
         const N factor = nodes.constant(k);
         const N lower = nodes.pow_const(a, k - 1.0, power);
         const N d = nodes.mul(factor, lower);
-        return nodes.mul(d, grad);
+        return nodes.times(d, grad);
     }
 };
 
 struct PowConstInt : PowConst {  // the same op; only remembers that k was an int, for `_op`
     template <typename G, typename N>
-    static N grad_a(G& nodes, N a, N k, N, N grad) {
+    static auto grad_a(G& nodes, N a, N k, N, N grad) {
         return power_rule(nodes, a, nodes.value(k), Op::PowConstInt, grad);
     }
 };
@@ -204,14 +207,14 @@ struct Pow {  // a ** b, both Values
         return {b != 0.0 ? b * std::pow(a, b - 1.0) : 0.0, (a == 0.0 && b >= 0.0) ? 0.0 : out * std::log(a)};
     }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N a, N b, N, N grad) {
+    static auto grad_a(G& nodes, N a, N b, N, N grad) {
         const N b_minus_1 = nodes.sub(b, nodes.constant(1.0));
         const N power = nodes.pow(a, b_minus_1);
         const N d = nodes.mul(b, power);
-        return nodes.mul(nodes.mask(d, b), grad);  // 0 where b == 0
+        return nodes.times(nodes.mask(d, b), grad);  // 0 where b == 0
     }
     template <typename G, typename N>
-    static N grad_b(G& nodes, N a, N b, N out, N grad) {
+    static auto grad_b(G& nodes, N a, N b, N out, N grad) {
         const N log_a = nodes.log(a);
         const N d = nodes.mul(out, log_a);
         // |a| + relu(-b) is 0 exactly where a == 0 and b >= 0 (nan, never 0, where b is nan)
@@ -219,7 +222,7 @@ struct Pow {  // a ** b, both Values
         const N minus_b = nodes.neg(b);
         const N below_zero = nodes.relu(minus_b);
         const N keep = nodes.add(size_of_a, below_zero);
-        return nodes.mul(nodes.mask(d, keep), grad);
+        return nodes.times(nodes.mask(d, keep), grad);
     }
 };
 
@@ -228,17 +231,17 @@ struct Relu {
     AG_HOST_DEVICE static double forward(double a, double) { return a < 0 ? 0.0 : a; }
     AG_HOST_DEVICE static double derivative(double, double, double out) { return step_of(out); }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N, N, N out, N grad) { return nodes.mul(nodes.step(out), grad); }
+    static auto grad_a(G& nodes, N, N, N out, N grad) { return nodes.times(nodes.step(out), grad); }
 };
 
 struct Tanh {
     AG_HOST_DEVICE static double forward(double a, double) { return std::tanh(a); }
     AG_HOST_DEVICE static double derivative(double, double, double out) { return 1.0 - out * out; }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N, N, N out, N grad) {
+    static auto grad_a(G& nodes, N, N, N out, N grad) {
         const N out_squared = nodes.mul(out, out);
         const N d = nodes.sub(nodes.constant(1.0), out_squared);
-        return nodes.mul(d, grad);
+        return nodes.times(d, grad);
     }
 };
 
@@ -246,16 +249,16 @@ struct Exp {
     AG_HOST_DEVICE static double forward(double a, double) { return std::exp(a); }
     AG_HOST_DEVICE static double derivative(double, double, double out) { return out; }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N, N, N out, N grad) { return nodes.mul(out, grad); }
+    static auto grad_a(G& nodes, N, N, N out, N grad) { return nodes.times(out, grad); }
 };
 
 struct Log {
     AG_HOST_DEVICE static double forward(double a, double) { return std::log(a); }
     AG_HOST_DEVICE static double derivative(double a, double, double) { return 1.0 / a; }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N a, N, N, N grad) {
+    static auto grad_a(G& nodes, N a, N, N, N grad) {
         const N d = nodes.div(nodes.constant(1.0), a);
-        return nodes.mul(d, grad);
+        return nodes.times(d, grad);
     }
 };
 
@@ -263,10 +266,10 @@ struct Sigmoid {
     AG_HOST_DEVICE static double forward(double a, double) { return stable_sigmoid(a); }
     AG_HOST_DEVICE static double derivative(double, double, double out) { return out * (1.0 - out); }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N, N, N out, N grad) {
+    static auto grad_a(G& nodes, N, N, N out, N grad) {
         const N one_minus_out = nodes.sub(nodes.constant(1.0), out);
         const N d = nodes.mul(out, one_minus_out);
-        return nodes.mul(d, grad);
+        return nodes.times(d, grad);
     }
 };
 
@@ -274,16 +277,16 @@ struct Abs {
     AG_HOST_DEVICE static double forward(double a, double) { return std::fabs(a); }
     AG_HOST_DEVICE static double derivative(double a, double, double) { return sign_of(a); }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N a, N, N, N grad) { return nodes.mul(nodes.sign(a), grad); }
+    static auto grad_a(G& nodes, N a, N, N, N grad) { return nodes.times(nodes.sign(a), grad); }
 };
 
 struct Sqrt {
     AG_HOST_DEVICE static double forward(double a, double) { return std::sqrt(a); }
     AG_HOST_DEVICE static double derivative(double, double, double out) { return 0.5 / out; }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N, N, N out, N grad) {
+    static auto grad_a(G& nodes, N, N, N out, N grad) {
         const N d = nodes.div(nodes.constant(0.5), out);
-        return nodes.mul(d, grad);
+        return nodes.times(d, grad);
     }
 };
 
@@ -295,23 +298,23 @@ struct Step {  // 1 if a > 0 else 0: relu's derivative
     AG_HOST_DEVICE static double forward(double a, double) { return step_of(a); }
     AG_HOST_DEVICE static double derivative(double, double, double) { return 0.0; }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N, N, N, N grad) { return nodes.mul(nodes.constant(0.0), grad); }
+    static auto grad_a(G& nodes, N, N, N, N grad) { return nodes.times(nodes.constant(0.0), grad); }
 };
 
 struct Sign {  // 1, -1 or 0 (nan for nan): abs's derivative
     AG_HOST_DEVICE static double forward(double a, double) { return sign_of(a); }
     AG_HOST_DEVICE static double derivative(double, double, double) { return 0.0; }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N, N, N, N grad) { return nodes.mul(nodes.constant(0.0), grad); }
+    static auto grad_a(G& nodes, N, N, N, N grad) { return nodes.times(nodes.constant(0.0), grad); }
 };
 
 struct Mask {  // a where the condition c is nonzero (or nan), else 0; c gets no gradient
     AG_HOST_DEVICE static double forward(double a, double c) { return c != 0 ? a : 0.0; }
     AG_HOST_DEVICE static double derivative(double, double c, double) { return c != 0 ? 1.0 : 0.0; }
     template <typename G, typename N>
-    static N grad_a(G& nodes, N, N c, N, N grad) {
+    static auto grad_a(G& nodes, N, N c, N, N grad) {
         const N d = nodes.mask(nodes.constant(1.0), c);
-        return nodes.mul(d, grad);
+        return nodes.times(d, grad);
     }
 };
 
@@ -332,9 +335,9 @@ struct Linear {
     template <typename G, typename N>
     static N grad_head(G&, N, N, N grad) { return grad; }
     template <typename G, typename N>
-    static N grad_term_a(G& nodes, N, N x, N, N grad) { return nodes.mul(x, grad); }
+    static auto grad_term_a(G& nodes, N, N x, N, N grad) { return nodes.times(x, grad); }
     template <typename G, typename N>
-    static N grad_term_b(G& nodes, N w, N, N, N grad) { return nodes.mul(w, grad); }
+    static auto grad_term_b(G& nodes, N w, N, N, N grad) { return nodes.times(w, grad); }
 };
 
 // [v0, v1, ...] -> 0.0 + v0 + v1 + ..., in the order of Python's sum().

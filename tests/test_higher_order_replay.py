@@ -154,7 +154,7 @@ def test_memory_stays_flat_taking_second_derivatives():
     nodes, kept = [], None
     gc.collect()
     base = arenagrad.arena_stats()
-    for _ in range(300):
+    for _ in range(400):
         x = [arenagrad.Value(float(v)) for v in rng.uniform(-1, 1, size=2)]
         loss = (network(sizes, ps, x) - 0.5) ** 2
         g = grad(loss, ps, create_graph=True)
@@ -167,6 +167,6 @@ def test_memory_stays_flat_taking_second_derivatives():
     gc.collect()
     after = arenagrad.arena_stats()
     assert after["compactions"] >= base["compactions"] + 3, (base, after)
-    assert max(nodes[150:]) <= max(nodes[:150]), "the arena kept growing"
+    assert max(nodes[200:]) <= max(nodes[:200]), "the arena kept growing"
     assert after["live_values"] == base["live_values"]
     assert after["nodes"] == base["nodes"]

@@ -2,9 +2,10 @@
 
 Every op in it must have an oracle twin (reference.OPS) and a derivative-graph twin
 (reference.DERIVATIVE_GRAPHS), a builder and formulas in the tests' tables (_support.UNARY,
-BINARY, NARY, which test_ops.py and test_random_graphs.py use) and lines in docs/semantics.md. And every op, through whatever path the native engine takes for it,
-must compute what the table's generic path computes: the eager sweep's fast paths against
-_core._backward_generic, and compile()'s replay against eager evaluation, bit for bit.
+BINARY, NARY, which test_ops.py and test_random_graphs.py use) and lines in docs/semantics.md.
+And every op, through whatever path the native engine takes for it, must compute what the
+table's generic path computes: the eager sweep's fast paths against _core._backward_generic,
+and compile()'s replay against eager evaluation, bit for bit.
 """
 
 import math

@@ -607,11 +607,22 @@ def _mask_node(x, condition):
     return _node(twin.forward(x._data, condition._data), (x,), twin.op, twin.rule, condition)
 
 
+class _Product(NamedTuple):
+    """A contribution factor * grad, not built yet: the products added into one node become
+    one linear node (cpp/grad_graph.hpp)."""
+
+    factor: Value
+    grad: Value
+
+
 class _GraphBuilder:
     """The twin of GraphBuilder (cpp/grad_graph.hpp): what the grad_* functions build with."""
 
     def __init__(self):
         self._constants = {}
+
+    def times(self, d, grad):
+        return _Product(d, grad)
 
     def add(self, x, y):
         return _binary("add", x, y)
@@ -663,8 +674,9 @@ class _GraphBuilder:
 
 
 # Each op's derivative graph: given the builder, the node `out`, its gradient node `grad` and
-# `wants` (whether an operand leads to an input), yields (operand, d * grad as a node) for each
-# wanted operand, in operand order, building each only when it is wanted.
+# `wants` (whether an operand leads to an input), yields (operand, d * grad) for each wanted
+# operand, in operand order, building each only when it is wanted; d * grad is a node, or a
+# product nodes.times(d, grad).
 
 
 def _add_graph(nodes, out, grad, wants):
@@ -686,19 +698,19 @@ def _sub_graph(nodes, out, grad, wants):
 def _mul_graph(nodes, out, grad, wants):
     a, b = out._children
     if wants(a):
-        yield a, nodes.mul(b, grad)
+        yield a, nodes.times(b, grad)
     if wants(b):
-        yield b, nodes.mul(a, grad)
+        yield b, nodes.times(a, grad)
 
 
 def _div_graph(nodes, out, grad, wants):
     a, b = out._children
     if wants(a):
         d = nodes.div(nodes.constant(1.0), b)
-        yield a, nodes.mul(d, grad)
+        yield a, nodes.times(d, grad)
     if wants(b):
         d = nodes.div(nodes.neg(out), b)
-        yield b, nodes.mul(d, grad)
+        yield b, nodes.times(d, grad)
 
 
 def _neg_graph(nodes, out, grad, wants):
@@ -714,12 +726,12 @@ def _power_rule_graph(name):
             return
         k = out._arg
         if k == 0.0:
-            yield a, nodes.mul(nodes.constant(0.0), grad)
+            yield a, nodes.times(nodes.constant(0.0), grad)
             return
         factor = nodes.constant(k)
         lower = nodes.pow_const(a, k - 1.0, name)
         d = nodes.mul(factor, lower)
-        yield a, nodes.mul(d, grad)
+        yield a, nodes.times(d, grad)
 
     return graph
 
@@ -730,7 +742,7 @@ def _pow_graph(nodes, out, grad, wants):
         b_minus_1 = nodes.sub(b, nodes.constant(1.0))
         power = nodes.pow(a, b_minus_1)
         d = nodes.mul(b, power)
-        yield a, nodes.mul(nodes.mask(d, b), grad)  # 0 where b == 0
+        yield a, nodes.times(nodes.mask(d, b), grad)  # 0 where b == 0
     if wants(b):
         log_a = nodes.log(a)
         d = nodes.mul(out, log_a)
@@ -739,13 +751,13 @@ def _pow_graph(nodes, out, grad, wants):
         minus_b = nodes.neg(b)
         below_zero = nodes.relu(minus_b)
         keep = nodes.add(size_of_a, below_zero)
-        yield b, nodes.mul(nodes.mask(d, keep), grad)
+        yield b, nodes.times(nodes.mask(d, keep), grad)
 
 
 def _relu_graph(nodes, out, grad, wants):
     (a,) = out._children
     if wants(a):
-        yield a, nodes.mul(nodes.step(out), grad)
+        yield a, nodes.times(nodes.step(out), grad)
 
 
 def _tanh_graph(nodes, out, grad, wants):
@@ -753,20 +765,20 @@ def _tanh_graph(nodes, out, grad, wants):
     if wants(a):
         out_squared = nodes.mul(out, out)
         d = nodes.sub(nodes.constant(1.0), out_squared)
-        yield a, nodes.mul(d, grad)
+        yield a, nodes.times(d, grad)
 
 
 def _exp_graph(nodes, out, grad, wants):
     (a,) = out._children
     if wants(a):
-        yield a, nodes.mul(out, grad)
+        yield a, nodes.times(out, grad)
 
 
 def _log_graph(nodes, out, grad, wants):
     (a,) = out._children
     if wants(a):
         d = nodes.div(nodes.constant(1.0), a)
-        yield a, nodes.mul(d, grad)
+        yield a, nodes.times(d, grad)
 
 
 def _sigmoid_graph(nodes, out, grad, wants):
@@ -774,33 +786,33 @@ def _sigmoid_graph(nodes, out, grad, wants):
     if wants(a):
         one_minus_out = nodes.sub(nodes.constant(1.0), out)
         d = nodes.mul(out, one_minus_out)
-        yield a, nodes.mul(d, grad)
+        yield a, nodes.times(d, grad)
 
 
 def _abs_graph(nodes, out, grad, wants):
     (a,) = out._children
     if wants(a):
-        yield a, nodes.mul(nodes.sign(a), grad)
+        yield a, nodes.times(nodes.sign(a), grad)
 
 
 def _sqrt_graph(nodes, out, grad, wants):
     (a,) = out._children
     if wants(a):
         d = nodes.div(nodes.constant(0.5), out)
-        yield a, nodes.mul(d, grad)
+        yield a, nodes.times(d, grad)
 
 
 def _zero_graph(nodes, out, grad, wants):  # step and sign: derivative 0
     (a,) = out._children
     if wants(a):
-        yield a, nodes.mul(nodes.constant(0.0), grad)
+        yield a, nodes.times(nodes.constant(0.0), grad)
 
 
 def _mask_graph(nodes, out, grad, wants):
     (a,) = out._children
     if wants(a):
         d = nodes.mask(nodes.constant(1.0), out._arg)
-        yield a, nodes.mul(d, grad)
+        yield a, nodes.times(d, grad)
 
 
 def _linear_graph(nodes, out, grad, wants):
@@ -809,9 +821,9 @@ def _linear_graph(nodes, out, grad, wants):
         yield b, grad
     for w, x in zip(terms[0::2], terms[1::2], strict=True):
         if wants(w):
-            yield w, nodes.mul(x, grad)
+            yield w, nodes.times(x, grad)
         if wants(x):
-            yield x, nodes.mul(w, grad)
+            yield x, nodes.times(w, grad)
 
 
 def _sum_graph(nodes, out, grad, wants):
@@ -913,6 +925,24 @@ def _gradient_numbers(outputs, seeds, inputs):
             v._grad = g
 
 
+def _total(nodes, terms):
+    """A node's gradient from its contributions: the one contribution (a product as a mul
+    node), or all of them added in order from 0.0 like the sweep's `grad += d * out.grad`
+    into a zeroed grad: a sum node if they are all nodes, else a linear node
+    0.0 + d_1 * g_1 + ..., a node c being the term c * 1.0 (exactly c)."""
+    if len(terms) == 1:
+        (only,) = terms
+        return nodes.mul(only.factor, only.grad) if isinstance(only, _Product) else only
+    if not any(isinstance(t, _Product) for t in terms):
+        return _nary("sum", tuple(terms))
+    zero = nodes.constant(0.0)
+    one = nodes.constant(1.0)
+    operands = [zero]
+    for t in terms:
+        operands += [t.factor, t.grad] if isinstance(t, _Product) else [t, one]
+    return _nary("linear", tuple(operands))
+
+
 def _gradient_graph(outputs, seeds, inputs):
     """The gradient nodes of the inputs (None where no output depends on one)."""
     nodes = _GraphBuilder()
@@ -935,9 +965,7 @@ def _gradient_graph(outputs, seeds, inputs):
         terms = contributions.get(v)
         if terms is None:
             continue
-        # one contribution as it is; several added in order by one sum node (from 0.0, like
-        # the sweep's `grad += d * out.grad` into a zeroed grad)
-        total = terms[0] if len(terms) == 1 else _nary("sum", tuple(terms))
+        total = _total(nodes, terms)
         totals[v] = total
         if not v._children:
             continue
