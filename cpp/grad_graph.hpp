@@ -49,6 +49,7 @@ public:
     NodeId mul(NodeId x, NodeId y) { return graph_.binary(Op::Mul, x, y); }
     NodeId div(NodeId x, NodeId y) { return graph_.binary(Op::Div, x, y); }
     NodeId pow(NodeId x, NodeId y) { return graph_.binary(Op::Pow, x, y); }
+    NodeId unary(Op o, NodeId x) { return graph_.unary(o, x); }  // any other unary op
     NodeId neg(NodeId x) { return graph_.unary(Op::Neg, x); }
     NodeId log(NodeId x) { return graph_.unary(Op::Log, x); }
     NodeId abs(NodeId x) { return graph_.unary(Op::Abs, x); }
@@ -57,8 +58,9 @@ public:
     NodeId sign(NodeId x) { return graph_.unary(Op::Sign, x); }
     // x where `condition` is nonzero, else 0; the condition is read, not differentiated.
     NodeId mask(NodeId x, NodeId condition) { return graph_.binary(Op::Mask, x, condition); }
-    // x ** k for a number k, as a PowConst or PowConstInt node (`power`).
-    NodeId pow_const(NodeId x, double k, Op power) { return graph_.pow_const(x, k, power == Op::PowConstInt); }
+    // x ** k for a number k, as a PowConst or PowConstInt node (`power`), its exponent leaf
+    // one of the constants.
+    NodeId pow_const(NodeId x, double k, Op power) { return graph_.binary(power, x, constant(k)); }
     double value(NodeId x) const { return graph_.data[x]; }
 
     // A leaf holding v; one per value and per sweep (a graph needs many 1.0s).

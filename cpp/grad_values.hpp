@@ -31,16 +31,17 @@ public:
         const NodeId lowest = *std::min_element(inputs, inputs + n_inputs);
         if (lowest > top) return;
 
-        // Ids [0, top]: like backward()'s flags, so the node steps index them directly.
-        grads_.assign(std::size_t(top) + 1, 0.0);
-        reached_.assign(std::size_t(top) + 1, 0);
+        // Ids [0, top]: like backward()'s flags, so the node steps index them directly. A
+        // gradient is written when its node is first reached, so only the flags are cleared.
+        grads_.resize(std::size_t(top) + 1);
+        reached_.assign(std::size_t(top) + 1, Reached::No);
         const Step s{graph.lhs.data(), graph.rhs.data(), graph.nary.data(), graph.data.data(), grads_.data(),
                      reached_.data()};
         for (std::size_t k = 0; k < n_outputs; ++k) s.add(outputs[k], seeds[k]);
         sweep(graph.op.data(), s, top, lowest);
 
         for (std::size_t k = 0; k < n_inputs; ++k) {
-            if (inputs[k] > top || reached_[inputs[k]] == 0) continue;
+            if (inputs[k] > top || reached_[inputs[k]] == Reached::No) continue;
             result[k] = grads_[inputs[k]];
             used[k] = true;
         }
@@ -50,8 +51,11 @@ public:
     }
 
 private:
+    // Not a char type, which may alias anything (see Arena::Sweep).
+    enum class Reached : std::uint8_t { No, Yes };
+
     PodArray<double> grads_;
-    PodArray<std::uint8_t> reached_;
+    PodArray<Reached> reached_;
 
     // Arena::Sweep's node step, over this scratch buffer (local pointers, for the same reason).
     struct Step {
@@ -60,11 +64,17 @@ private:
         const NodeId* operand_lists;
         const double* values;
         double* grads;
-        std::uint8_t* reached;
+        Reached* reached;
 
+        // grad += contribution, the grad starting at 0.0 when the node is first reached
+        // (0.0 + c, not c: -0.0 becomes 0.0 as in backward() on zeroed grads).
         void add(NodeId operand, double contribution) const {
-            grads[operand] += contribution;
-            reached[operand] = 1;
+            if (reached[operand] == Reached::Yes) {
+                grads[operand] += contribution;
+            } else {
+                grads[operand] = 0.0 + contribution;
+                reached[operand] = Reached::Yes;
+            }
         }
 
         template <Op O>
@@ -101,7 +111,7 @@ private:
     static void sweep(const Op* ops, const Step& s, std::size_t top, std::size_t lowest) {
         for (std::size_t i = top + 1; i-- > lowest;) {
             const Op o = ops[i];
-            if (o == Op::Leaf || s.reached[i] == 0) continue;
+            if (o == Op::Leaf || s.reached[i] == Reached::No) continue;
             if (AG_LIKELY(o == Op::Add)) {
                 s.step<Op::Add>(i);
             } else if (o == Op::Mul) {

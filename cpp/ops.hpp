@@ -113,8 +113,9 @@ namespace rules {
 // the forward graph). Being nodes of the table, those can be differentiated again.
 // The builder (GraphBuilder in grad_graph.hpp; reference.py's twins build the same nodes):
 //   nodes.add(x, y), sub, mul, div, pow, neg(x), log, abs, relu, step, sign, mask(x, c),
-//   pow_const(x, k, op), constant(v) (a leaf), value(x) (x's data, for a constant exponent),
-//   times(d, grad) (the product d * grad, as a contribution).
+//   unary(op, x) (any other unary op), pow_const(x, k, op), constant(v) (a leaf), value(x)
+//   (x's data, for a constant exponent), times(d, grad) (the product d * grad, as a
+//   contribution).
 // C++ leaves the order of a call's arguments unspecified, so no call below gets two arguments
 // that push nodes: the order of nodes fixes the order in which the next sweep adds, and it
 // must be the oracle's.
@@ -186,7 +187,8 @@ protected:
     static auto power_rule(G& nodes, N a, double k, Op power, N grad) {
         if (k == 0) return nodes.times(nodes.constant(0.0), grad);
         const N factor = nodes.constant(k);
-        const N lower = nodes.pow_const(a, k - 1.0, power);
+        // pow(a, 1) is a for every double, so x ** 2's derivative is 2 * x, without a node
+        const N lower = k == 2 ? a : nodes.pow_const(a, k - 1.0, power);
         const N d = nodes.mul(factor, lower);
         return nodes.times(d, grad);
     }

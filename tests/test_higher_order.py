@@ -447,3 +447,24 @@ def test_x_to_the_y_at_y_0_is_constant_in_x(engine):
     assert got[1] == 0.0
     got = derivatives(engine, lambda engine, xs: xs[0] ** 0, [0.0], order=3)
     assert got[1:] == [0.0, 0.0, 0.0]
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def test_the_benchmark_script_runs(capsys):
+    # bench/higher_order.py, small sizes: its tables have every row (no timing is checked)
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "higher_order.py"
+    if not script.is_file():
+        pytest.skip("bench/ is not beside tests/")
+    pytest.importorskip("arenagrad")
+    spec = importlib.util.spec_from_file_location("bench_higher_order", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "| grad(root, [w, b]) |" in out and "| backward() |" in out
+    assert "| extended Rosenbrock | 50 |" in out and "| demo loss" in out

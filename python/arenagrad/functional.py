@@ -49,6 +49,8 @@ def _as_values(items: Value | Sequence[Value], what: str) -> list[Value]:
 
 
 def _as_number(x: Any, what: str) -> float:
+    if type(x) is float:  # the common case, first
+        return x
     if isinstance(x, (Value, str, bytes, complex)) or not (
         hasattr(type(x), "__float__") or hasattr(type(x), "__index__")
     ):

@@ -639,6 +639,9 @@ class _GraphBuilder:
     def pow(self, x, y):
         return _binary("pow", x, y)
 
+    def unary(self, name, x):
+        return _unary(name, x)
+
     def neg(self, x):
         return _unary("neg", x)
 
@@ -661,6 +664,7 @@ class _GraphBuilder:
         return _mask_node(x, condition)
 
     def pow_const(self, x, k, name):
+        self.constant(k)  # the native node's exponent leaf (here the exponent is its _arg)
         twin = OPS[name]
         shown = int(k) if name == "pow_const_int" else k  # as Value.__pow__ shows it
         return _node(twin.forward(x._data, k), (x,), f"{twin.op}{shown}", twin.rule, k)
@@ -729,7 +733,8 @@ def _power_rule_graph(name):
             yield a, nodes.times(nodes.constant(0.0), grad)
             return
         factor = nodes.constant(k)
-        lower = nodes.pow_const(a, k - 1.0, name)
+        # pow(a, 1) is a for every double, so x ** 2's derivative is 2 * x, without a node
+        lower = a if k == 2.0 else nodes.pow_const(a, k - 1.0, name)
         d = nodes.mul(factor, lower)
         yield a, nodes.times(d, grad)
 
