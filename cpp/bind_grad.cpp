@@ -60,6 +60,22 @@ py::list gradient_values(const py::list& outputs, const py::list& seeds, const p
     return grads;
 }
 
+// RuntimeError naming the `_op` of a node whose rule has no derivative graph. The nodes the
+// sweep pushed are dropped first; `node` itself is below them, kept alive by the outputs.
+PyObject* refuse(Arena& graph, NodeId node) {
+    graph.truncate_dead_top();
+    PyObject* handle = handle_of(node);
+    PyObject* op = handle != nullptr ? PyObject_GetAttrString(handle, "_op") : nullptr;
+    Py_XDECREF(handle);
+    if (op == nullptr) return nullptr;
+    PyErr_Format(PyExc_RuntimeError,
+                 "create_graph=True cannot differentiate through the node %R: its backward is Python code, "
+                 "not ops that can be differentiated again",
+                 op);
+    Py_DECREF(op);
+    return nullptr;
+}
+
 py::list gradient_graph(const py::list& outputs, const py::list& seeds, const py::list& inputs) {
     std::vector<double> seed_numbers(seeds.size());
     std::vector<bool> seed_is_value(seeds.size());
@@ -79,7 +95,12 @@ py::list gradient_graph(const py::list& outputs, const py::list& seeds, const py
         std::vector<NodeId> seed(seeds.size());
         for (std::size_t k = 0; k < seeds.size(); ++k)
             seed[k] = seed_is_value[k] ? value_node(PyList_GET_ITEM(seeds.ptr(), k)) : nodes.constant(seed_numbers[k]);
-        const std::vector<NodeId> result = GradientGraph::build(graph, nodes, out, seed, in);
+        std::vector<NodeId> result;
+        try {
+            result = GradientGraph::build(graph, nodes, out, seed, in);
+        } catch (const NoDerivativeGraph& refused) {
+            return refuse(graph, refused.node);
+        }
         for (std::size_t k = 0; k < result.size(); ++k) {
             if (result[k] == kNoGradient) continue;
             PyObject* handle = handle_of(result[k]);  // runs no Python code

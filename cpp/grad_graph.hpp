@@ -24,7 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <utility>
+#include <unordered_map>
 #include <vector>
 
 #include "arena.hpp"
@@ -37,12 +37,20 @@ struct Product {
     NodeId factor, grad;
 };
 
+// Thrown by the rule of an op whose derivative is not made of ops (a Python callback): the
+// binding reports the node's `_op` (docs/higher_order.md).
+struct NoDerivativeGraph {
+    NodeId node;
+};
+
 // The `nodes` argument of the rules' derivative-graph functions: pushes table ops.
 class GraphBuilder {
 public:
     explicit GraphBuilder(Arena& graph) : graph_(graph) {}
 
     Product times(NodeId d, NodeId grad) const { return {d, grad}; }
+    // For a rule that cannot build its derivative: `return nodes.refuse(out);`.
+    [[noreturn]] NodeId refuse(NodeId node) const { throw NoDerivativeGraph{node}; }
 
     NodeId add(NodeId x, NodeId y) { return graph_.binary(Op::Add, x, y); }
     NodeId sub(NodeId x, NodeId y) { return graph_.binary(Op::Sub, x, y); }
@@ -65,16 +73,16 @@ public:
 
     // A leaf holding v; one per value and per sweep (a graph needs many 1.0s).
     NodeId constant(double v) {
-        for (const auto& [bits, id] : constants_)
-            if (bits == bits_of(v)) return id;
+        const auto known = constants_.find(bits_of(v));
+        if (known != constants_.end()) return known->second;
         const NodeId id = graph_.leaf(v);
-        constants_.emplace_back(bits_of(v), id);
+        constants_.emplace(bits_of(v), id);
         return id;
     }
 
 private:
     Arena& graph_;
-    std::vector<std::pair<std::uint64_t, NodeId>> constants_;  // by bit pattern: -0.0 is not 0.0
+    std::unordered_map<std::uint64_t, NodeId> constants_;  // by bit pattern: -0.0 is not 0.0
 
     static std::uint64_t bits_of(double v) {
         std::uint64_t bits;

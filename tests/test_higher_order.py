@@ -86,6 +86,28 @@ def test_grad_without_create_graph_builds_no_node(native):
     assert native.arena_stats() == before
 
 
+@needs_native
+@pytest.mark.parametrize("room", [0, 1, 5, 20])
+def test_a_full_arena_raises_memory_error_and_drops_the_partial_graph(native, room):
+    import arenagrad
+    from arenagrad import _core
+
+    a, b = native.Value(0.5), native.Value(2.0)
+    out = smooth(a, b)
+    _core.compact()
+    before = arenagrad.arena_stats()
+    previous = _core._set_node_limit(before["nodes"] + room)
+    try:
+        with pytest.raises(MemoryError):
+            arenagrad.grad(out, [a, b], create_graph=True)
+        assert arenagrad.arena_stats()["nodes"] == before["nodes"]
+        assert arenagrad.grad(out, [a, b]) == arenagrad.grad(out, [a, b])  # no nodes needed
+    finally:
+        _core._set_node_limit(previous)
+    values = arenagrad.grad(out, [a, b], create_graph=True)  # and the arena still works
+    assert [v.data for v in values] == list(arenagrad.grad(out, [a, b]))
+
+
 def test_several_outputs_with_seeds(engine):
     V, grad = engine.Value, engine.module.grad
     x = V(0.5)
