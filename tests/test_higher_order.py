@@ -167,6 +167,21 @@ def test_inputs_may_be_interior_nodes_and_repeat(engine):
     assert again == d_h
 
 
+def test_arguments_by_position_or_keyword(engine):
+    V, grad = engine.Value, engine.module.grad
+    x = V(1.5)
+    y = x * x
+    by_keyword = grad(
+        outputs=y, inputs=[x], grad_outputs=None, create_graph=True, allow_unused=False
+    )
+    by_position = grad(y, (x,), [2.0], True, False)
+    assert by_keyword[0].data == 3.0 and by_position[0].data == 6.0
+    with pytest.raises(TypeError):
+        grad(y, x, None, False, False, 1)  # six positional arguments
+    with pytest.raises(TypeError):
+        grad(y)
+
+
 def test_an_output_is_its_own_input(engine):
     V, grad = engine.Value, engine.module.grad
     x = V(4.0)
@@ -185,6 +200,9 @@ BAD_ARGUMENTS = [
     ("seed complex", lambda V, x: (x * 2, x), {"grad_outputs": 1j}, TypeError),
     ("create_graph not bool", lambda V, x: (x * 2, x), {"create_graph": 1}, TypeError),
     ("allow_unused not bool", lambda V, x: (x * 2, x), {"allow_unused": None}, TypeError),
+    ("a generator", lambda V, x: ((v for v in [x * 2]), x), {}, TypeError),
+    ("unknown keyword", lambda V, x: (x * 2, x), {"retain_graph": True}, TypeError),
+    ("inputs twice", lambda V, x: (x * 2, x), {"inputs": 1.0}, TypeError),
 ]
 
 

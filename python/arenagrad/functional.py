@@ -5,23 +5,21 @@
     H = arenagrad.hessian(f, [1.0, 2.0])                # list of lists of floats
     Hv = arenagrad.hvp(f, [1.0, 2.0], [0.5, -1.0])      # H @ v, without forming H
 
-`grad` is `torch.autograd.grad` for Values. Without `create_graph` it is the sweep of
-`backward()` into a scratch buffer (cpp/grad_values.hpp). With it, every op's derivative is
-built from ops of the table (cpp/grad_graph.hpp, each rule's grad_* functions), so the
-gradients are nodes of the graph like any other: they can be differentiated again, to any
-order, and `arenagrad.compile` records them. docs/higher_order.md explains the design.
-
-This module checks every argument, with messages meant for users; `_core._grad` checks only
-what keeps memory safe.
+`grad` is `torch.autograd.grad` for Values, a native function (cpp/bind_grad.cpp: on a small
+graph the call is the cost). Without `create_graph` it is the sweep of `backward()` into a
+scratch buffer (cpp/grad_values.hpp). With it, every op's derivative is built from ops of the
+table (cpp/grad_graph.hpp, each rule's grad_* functions), so the gradients are nodes of the
+graph like any other: they can be differentiated again, to any order, and `arenagrad.compile`
+records them. `hessian` and `hvp` are built on it here. docs/higher_order.md explains the
+design.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, SupportsFloat, SupportsIndex, TypeAlias, TypeGuard, overload
+from typing import Any, SupportsFloat, SupportsIndex, TypeAlias, TypeGuard
 
-from . import _core
-from ._core import Value
+from ._core import Value, grad
 
 __all__ = ["grad", "hessian", "hvp"]
 
@@ -30,22 +28,6 @@ _Number: TypeAlias = SupportsFloat | SupportsIndex
 
 def _is_sequence(x: object) -> TypeGuard[Sequence[Any]]:
     return isinstance(x, Sequence) and not isinstance(x, (str, bytes))
-
-
-def _as_values(items: Value | Sequence[Value], what: str) -> list[Value]:
-    if isinstance(items, Value):
-        return [items]
-    if not _is_sequence(items):
-        raise TypeError(
-            f"{what} must be a Value or a sequence of Values, not {type(items).__name__}"
-        )
-    values = list(items)
-    for k, item in enumerate(values):
-        if not isinstance(item, Value):
-            raise TypeError(f"{what}[{k}] must be a Value, not {type(item).__name__}")
-    if not values:
-        raise ValueError(f"{what} must not be empty")
-    return values
 
 
 def _as_number(x: Any, what: str) -> float:
@@ -59,100 +41,6 @@ def _as_number(x: Any, what: str) -> float:
         return float(x)
     except (TypeError, ValueError) as error:
         raise TypeError(f"{what} must be a real number, not {type(x).__name__}") from error
-
-
-def _seeds(grad_outputs: Any, n_outputs: int, create_graph: bool) -> list[Value | float]:
-    """One seed per output: a float, or (with create_graph) a Value or a float."""
-    if grad_outputs is None:
-        return [1.0] * n_outputs
-    given = list(grad_outputs) if _is_sequence(grad_outputs) else [grad_outputs]
-    if len(given) != n_outputs:
-        raise ValueError(
-            f"grad_outputs has {len(given)} item(s) but there are {n_outputs} output(s)"
-        )
-    seeds: list[Value | float] = []
-    for k, seed in enumerate(given):
-        if isinstance(seed, Value):
-            # Without create_graph nothing is differentiated through the seed: its value will do.
-            seeds.append(seed if create_graph else seed.data)
-        else:
-            seeds.append(_as_number(seed, f"grad_outputs[{k}]"))
-    return seeds
-
-
-@overload
-def grad(
-    outputs: Value | Sequence[Value],
-    inputs: Value | Sequence[Value],
-    grad_outputs: Value | _Number | Sequence[Value | _Number] | None = None,
-    create_graph: Literal[False] = False,
-    allow_unused: bool = False,
-) -> tuple[float, ...]: ...
-@overload
-def grad(
-    outputs: Value | Sequence[Value],
-    inputs: Value | Sequence[Value],
-    grad_outputs: Value | _Number | Sequence[Value | _Number] | None,
-    create_graph: Literal[True],
-    allow_unused: bool = False,
-) -> tuple[Value, ...]: ...
-@overload
-def grad(
-    outputs: Value | Sequence[Value],
-    inputs: Value | Sequence[Value],
-    grad_outputs: Value | _Number | Sequence[Value | _Number] | None = None,
-    *,
-    create_graph: Literal[True],
-    allow_unused: bool = False,
-) -> tuple[Value, ...]: ...
-@overload
-def grad(
-    outputs: Value | Sequence[Value],
-    inputs: Value | Sequence[Value],
-    grad_outputs: Value | _Number | Sequence[Value | _Number] | None = None,
-    create_graph: bool = False,
-    allow_unused: bool = False,
-) -> tuple[float, ...] | tuple[Value, ...]: ...
-
-
-def grad(
-    outputs: Value | Sequence[Value],
-    inputs: Value | Sequence[Value],
-    grad_outputs: Value | _Number | Sequence[Value | _Number] | None = None,
-    create_graph: bool = False,
-    allow_unused: bool = False,
-) -> tuple[float, ...] | tuple[Value, ...]:
-    """The gradients of `outputs` with respect to each of `inputs`, as torch.autograd.grad.
-
-    outputs: a Value or a sequence of Values; inputs: a Value or a sequence of Values (any
-    Values, not only leaves). grad_outputs: the seed of each output (default 1.0 each): numbers,
-    or Values. The result is sum_k seed_k * d(outputs[k])/d(input), one per input, as a tuple.
-
-    No `.grad` attribute changes. Without create_graph the gradients are floats, computed by the
-    sweep of `backward()`. With create_graph=True they are new Values, nodes of the graph built
-    from the op table's ops: differentiate them again with `grad` or `backward()`, or return
-    them from a function given to `arenagrad.compile`. Their `.data` equals the float result.
-
-    An input that no output depends on raises ValueError; with allow_unused=True its gradient
-    is 0.0 (a new leaf Value(0.0) with create_graph).
-    """
-    outs = _as_values(outputs, "outputs")
-    ins = _as_values(inputs, "inputs")
-    if not isinstance(create_graph, bool):
-        raise TypeError(f"create_graph must be a bool, not {type(create_graph).__name__}")
-    if not isinstance(allow_unused, bool):
-        raise TypeError(f"allow_unused must be a bool, not {type(allow_unused).__name__}")
-    seeds = _seeds(grad_outputs, len(outs), create_graph)
-    grads = _core._grad(outs, seeds, ins, create_graph)
-    for k, g in enumerate(grads):
-        if g is None:
-            if not allow_unused:
-                raise ValueError(
-                    f"inputs[{k}] does not influence the outputs (no output depends on it); "
-                    "pass allow_unused=True to get 0.0 for it"
-                )
-            grads[k] = Value(0.0) if create_graph else 0.0
-    return tuple(grads)
 
 
 def _leaves(inputs: Value | _Number | Sequence[Value | _Number]) -> list[Value]:

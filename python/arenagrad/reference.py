@@ -869,9 +869,9 @@ def _is_sequence(x):
 def _grad_values(items, what):
     if isinstance(items, Value):
         return [items]
-    if not _is_sequence(items):
+    if not isinstance(items, (list, tuple)):
         raise TypeError(
-            f"{what} must be a Value or a sequence of Values, not {type(items).__name__}"
+            f"{what} must be a Value or a list or tuple of Values, not {type(items).__name__}"
         )
     values = list(items)
     for k, item in enumerate(values):
@@ -885,7 +885,7 @@ def _grad_values(items, what):
 def _grad_seeds(grad_outputs, n_outputs, create_graph):
     if grad_outputs is None:
         return [1.0] * n_outputs
-    given = list(grad_outputs) if _is_sequence(grad_outputs) else [grad_outputs]
+    given = list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
     if len(given) != n_outputs:
         raise ValueError(
             f"grad_outputs has {len(given)} item(s) but there are {n_outputs} output(s)"
