@@ -11,8 +11,9 @@
    variables and on micrograd's demo loss (MLP 2-16-16-1 on 100 moons samples, with respect
    to its 337 parameters). Theory (Pearlmutter 1994): a small constant, about 2-4.
 
-Each measurement alternates the two things compared, repeat after repeat, so that a slower
-moment of a shared machine hits both alike; the tables show medians, in milliseconds.
+Each measurement alternates the two things compared, sample after sample (each sample the
+mean of enough calls to last ~50 ms), so that a slower moment of a shared machine hits both
+alike; the tables show the medians, in milliseconds per call.
 """
 
 from __future__ import annotations
@@ -48,17 +49,25 @@ def wide_graph(nodes: int) -> tuple[Value, list[Value], int]:
     return root, [w, b], 5 * terms + 1
 
 
-def interleaved(fns: Sequence[Callable[[], Any]], repeats: int) -> list[float]:
-    """Median seconds of each function, run in turn `repeats` times (after one warm-up)."""
-    for fn in fns:
+def interleaved(
+    fns: Sequence[Callable[[], Any]], repeats: int, sample: float = 0.05
+) -> list[float]:
+    """Median seconds per call of each function: `repeats` samples each, taken in turn (so a
+    slow moment of the machine hits all alike), each sample the mean of enough calls to last
+    about `sample` seconds."""
+    counts = []
+    for fn in fns:  # warm up, and calibrate
+        start = time.perf_counter()
         fn()
+        counts.append(max(1, int(sample / max(time.perf_counter() - start, 1e-6))))
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for k, fn in enumerate(fns):
             gc.collect()
             start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
+            for _ in range(counts[k]):
+                fn()
+            times[k].append((time.perf_counter() - start) / counts[k])
     return [statistics.median(t) for t in times]
 
 
@@ -136,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     args = parser.parse_args(argv)
-    nodes, n, repeats = (20_000, 50, 3) if args.quick else (1_000_000, 1000, 15)
+    nodes, n, repeats = (20_000, 50, 3) if args.quick else (1_000_000, 1000, 21)
     sweep_figures(nodes, repeats)
     hvp_figures(n, repeats)
 
