@@ -4,7 +4,8 @@ Each input is decoded into a short program: a pool of objects (Values of both en
 numbers, and hostile objects: strings, containers, numpy arrays, huge ints, objects whose
 __float__ raises, or mutates a list, or builds and drops Values, Value subclasses) and a
 sequence of actions on it (every op, backward, attribute reads/writes/deletes, sum/linear/
-zero_grad over random lists, copy/pickle, garbage collection, compaction, dropping objects).
+zero_grad over random lists, arenagrad.grad with or without create_graph, copy/pickle,
+garbage collection, compaction, dropping objects).
 
 Every action runs on the native engine and on the oracle (`arenagrad.reference`) with
 mirrored operands. The contract checked:
@@ -39,6 +40,19 @@ from arenagrad import _core
 
 ALLOWED = (TypeError, ValueError, OverflowError, AttributeError, MemoryError, RuntimeError)
 
+
+
+def op_node(name):
+    """A builder for an op that only derivative graphs make (each engine's _op_node)."""
+
+    def build(*operands):
+        if isinstance(operands[0], reference.Value):
+            return reference._op_node(name, *operands)
+        return _core._op_node(name, *operands)
+
+    return build
+
+
 # How to make each op of the native table (arenagrad._core.op_table), on either engine's Values
 # (binary ones also on numbers); several ways where the API has several. A new op without an
 # entry here stops the fuzzer at start-up.
@@ -53,6 +67,9 @@ UNARY_BUILDERS = {
     "sigmoid": [lambda v: v.sigmoid()],
     "abs": [lambda v: v.abs(), abs],
     "sqrt": [lambda v: v.sqrt()],
+    "step": [op_node("step")],
+    "sign": [op_node("sign")],
+    "mask": [lambda v: op_node("mask")(v, v), lambda v: op_node("mask")(v, v * 0)],
 }
 BINARY_BUILDERS = {
     "add": operator.add,
@@ -204,7 +221,7 @@ class Program:
 
     def step(self):
         fdp = self.fdp
-        action = fdp.ConsumeIntInRange(0, 17)
+        action = fdp.ConsumeIntInRange(0, 18)
         if action == 0:
             self.pool.append(self.new_value())
         elif action == 1:  # Value(anything, label=anything)
@@ -293,6 +310,53 @@ class Program:
             for _ in range(fdp.ConsumeIntInRange(1, 50)):
                 n, r = n * 0.5 + 1, r * 0.5 + 1
             self.pool.append((n, r))
+        elif action == 18:
+            self.grad()
+
+    def grad(self):
+        """arenagrad.grad over pool members (now and then anything else), with random seeds
+        and flags; gradients that are Values join the pool, to be differentiated again."""
+        fdp = self.fdp
+        outs = [self.value_pair() for _ in range(fdp.ConsumeIntInRange(0, 3))]
+        ins = [
+            self.value_pair() if fdp.ConsumeIntInRange(0, 7) else self.operand()
+            for _ in range(fdp.ConsumeIntInRange(0, 3))
+        ]
+        seeds = None
+        if fdp.ConsumeBool():
+            seeds = [self.operand() for _ in range(len(outs) + fdp.ConsumeIntInRange(-1, 0))]
+        create_graph, allow_unused = fdp.ConsumeBool(), fdp.ConsumeBool()
+        results = []
+        for side, module in ((0, arenagrad), (1, reference)):
+            given = None if seeds is None else [seed[side] for seed in seeds]
+            try:
+                results.append(
+                    (
+                        "ok",
+                        module.grad(
+                            [o[side] for o in outs],
+                            [i[side] for i in ins],
+                            given,
+                            create_graph,
+                            allow_unused,
+                        ),
+                    )
+                )
+            except ALLOWED as error:
+                results.append(("raised", error))
+        (n_kind, n_out), (r_kind, r_out) = results
+        if n_kind != r_kind:
+            raise AssertionError(f"grad: native {n_kind} {n_out!r} but oracle {r_kind} {r_out!r}")
+        if n_kind == "raised":  # (as for every action: both raise, not the same type)
+            return
+        assert len(n_out) == len(r_out) == len(ins)
+        for n, r in zip(n_out, r_out, strict=True):
+            if create_graph:
+                assert isinstance(n, arenagrad.Value) and isinstance(r, reference.Value)
+                assert same(n.data, r.data), (n, r)
+                self.pool.append((n, r))
+            else:
+                assert type(n) is float and type(r) is float and same(n, r), (n, r)
 
 
 def instrument() -> None:
