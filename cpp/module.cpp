@@ -12,6 +12,7 @@
     X(arena)     /* bind_arena.cpp: arena_stats, compact, _set_node_limit */        \
     X(params)    /* bind_params.cpp: get/set_data, get/set_grad for optimizers */   \
     X(replay)    /* bind_replay.cpp: Replay (compile's engine), the CUDA queries */ \
+    X(grad)      /* bind_grad.cpp: grad, torch.autograd.grad for Values */         \
     X(config)    /* bind_config.cpp: openmp, get/set_num_threads */
 
 namespace arenagrad {

@@ -29,7 +29,7 @@ namespace arenagrad {
 // How a node holds its operands (the arena's lhs/rhs, a tape's a/b):
 //   Unary   one operand that receives a gradient, in lhs; rhs repeats it, except for PowConst,
 //           whose rhs is its exponent: a leaf that is read but, as in micrograd's `x ** k`,
-//           never receives a gradient
+//           never receives a gradient; and Mask, whose rhs is its condition (read, no gradient)
 //   Binary  two operands, lhs and rhs
 //   Nary    an operand list in the side table: lhs is its offset, rhs its length
 enum class Kind : std::uint8_t { Leaf, Unary, Binary, Nary };
@@ -55,6 +55,9 @@ enum class Kind : std::uint8_t { Leaf, Unary, Binary, Nary };
     X(Sigmoid,     Unary,  "sigmoid",       "sigmoid") \
     X(Abs,         Unary,  "abs",           "abs")     \
     X(Sqrt,        Unary,  "sqrt",          "sqrt")    \
+    X(Step,        Unary,  "step",          "step")    \
+    X(Sign,        Unary,  "sign",          "sign")    \
+    X(Mask,        Unary,  "mask",          "mask")    \
     X(Linear,      Nary,   "linear",        "linear")  \
     X(Sum,         Nary,   "sum",           "sum")     \
     X(LocalGrads,  Nary,   "local_grads",   "local_grads") \
@@ -88,90 +91,236 @@ AG_HOST_DEVICE inline double stable_sigmoid(double a) {
     return e / (1.0 + e);
 }
 
+// relu's derivative (the step op's forward): 1 above 0; 0 at 0, below, and for nan.
+AG_HOST_DEVICE constexpr double step_of(double a) { return a > 0 ? 1.0 : 0.0; }
+
+// abs's derivative (the sign op's forward): 0 at 0, nan stays nan.
+AG_HOST_DEVICE constexpr double sign_of(double a) { return a > 0 ? 1.0 : a < 0 ? -1.0 : a == 0 ? 0.0 : a; }
+
 namespace rules {
 
 // Unary and binary ops: forward(a, b) gives the node's value `out`; the local derivatives come
 // from the operands and `out`: derivative(a, b, out) -> d(out)/da for unary ops,
 // derivatives(a, b, out) -> {d(out)/da, d(out)/db} for binary ones. A unary op's b is its
-// operand again (PowConst's: the exponent). The sweeps then do `grad_a += d * grad_out`, as
-// micrograd does.
+// operand again (PowConst's: the exponent; Mask's: the condition). The sweeps then do
+// `grad_a += d * grad_out`, as micrograd does.
+//
+// Derivative graphs (arenagrad.grad with create_graph=True, grad_graph.hpp): each rule also
+// builds `d * grad` from nodes, one function per operand that receives a gradient:
+// grad_a / grad_b (unary, binary), grad_head / grad_term (n-ary; grad_term_a / grad_term_b for
+// two-operand terms). They take a node builder `nodes`, the operand nodes, the node `out` and
+// the node `grad` (its upstream gradient), and return the sweep's `d * grad` with the same
+// operations in the same order, so the same bits: a node (`grad` itself for a derivative
+// of 1), or `nodes.times(d, grad)`, a product the builder keeps unbuilt so that all the
+// products added into one operand become one linear node (as a fused neuron is one node in
+// the forward graph). Being nodes of the table, those can be differentiated again.
+// The builder (GraphBuilder in grad_graph.hpp; reference.py's twins build the same nodes):
+//   nodes.add(x, y), sub, mul, div, pow, neg(x), log, abs, relu, step, sign, mask(x, c),
+//   unary(op, x) (any other unary op), pow_const(x, k, op), constant(v) (a leaf), value(x)
+//   (x's data, for a constant exponent), times(d, grad) (the product d * grad, as a
+//   contribution).
+// C++ leaves the order of a call's arguments unspecified, so no call below gets two arguments
+// that push nodes: the order of nodes fixes the order in which the next sweep adds, and it
+// must be the oracle's.
 
 struct Add {
     AG_HOST_DEVICE static double forward(double a, double b) { return a + b; }
     AG_HOST_DEVICE static Partials derivatives(double, double, double) { return {1.0, 1.0}; }
+    template <typename G, typename N>
+    static N grad_a(G&, N, N, N, N grad) { return grad; }
+    template <typename G, typename N>
+    static N grad_b(G&, N, N, N, N grad) { return grad; }
 };
 
 struct Sub {
     AG_HOST_DEVICE static double forward(double a, double b) { return a - b; }
     AG_HOST_DEVICE static Partials derivatives(double, double, double) { return {1.0, -1.0}; }
+    template <typename G, typename N>
+    static N grad_a(G&, N, N, N, N grad) { return grad; }
+    template <typename G, typename N>
+    static N grad_b(G& nodes, N, N, N, N grad) { return nodes.neg(grad); }  // -1.0 * g is -g
 };
 
 struct Mul {
     AG_HOST_DEVICE static double forward(double a, double b) { return a * b; }
     AG_HOST_DEVICE static Partials derivatives(double a, double b, double) { return {b, a}; }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N, N b, N, N grad) { return nodes.times(b, grad); }
+    template <typename G, typename N>
+    static auto grad_b(G& nodes, N a, N, N, N grad) { return nodes.times(a, grad); }
 };
 
 struct Div {
     AG_HOST_DEVICE static double forward(double a, double b) { return a / b; }
-    AG_HOST_DEVICE static Partials derivatives(double a, double b, double) { return {1.0 / b, -a / (b * b)}; }
+    // d_b = -a / b**2 as -(a / b) / b, PyTorch's form: b * b neither overflows nor, as a node,
+    // makes 0 * inf of the second derivative of 1 / b at 0 (PyTorch: inf)
+    AG_HOST_DEVICE static Partials derivatives(double, double b, double out) { return {1.0 / b, -out / b}; }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N, N b, N, N grad) {
+        const N d = nodes.div(nodes.constant(1.0), b);
+        return nodes.times(d, grad);
+    }
+    template <typename G, typename N>
+    static auto grad_b(G& nodes, N, N b, N out, N grad) {
+        const N d = nodes.div(nodes.neg(out), b);
+        return nodes.times(d, grad);
+    }
 };
 
 struct Neg {
     AG_HOST_DEVICE static double forward(double a, double) { return -a; }
     AG_HOST_DEVICE static double derivative(double, double, double) { return -1.0; }
+    template <typename G, typename N>
+    static N grad_a(G& nodes, N, N, N, N grad) { return nodes.neg(grad); }
 };
 
 struct PowConst {  // a ** k, with k a number
     AG_HOST_DEVICE static double forward(double a, double k) { return std::pow(a, k); }
-    AG_HOST_DEVICE static double derivative(double a, double k, double) { return k * std::pow(a, k - 1.0); }
+    // k * a ** (k - 1); for k == 0, 0 (PyTorch's choice: a ** 0 is constant, even at a == 0
+    // where k * a ** -1 would be 0 * inf), which keeps every derivative of x ** n finite at 0
+    AG_HOST_DEVICE static double derivative(double a, double k, double) {
+        return k == 0 ? 0.0 : k * std::pow(a, k - 1.0);
+    }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N a, N k, N, N grad) { return power_rule(nodes, a, nodes.value(k), Op::PowConst, grad); }
+
+protected:
+    // The derivative's power is a node of the same op, so an int exponent stays an int in `_op`.
+    template <typename G, typename N>
+    static auto power_rule(G& nodes, N a, double k, Op power, N grad) {
+        if (k == 0) return nodes.times(nodes.constant(0.0), grad);
+        const N factor = nodes.constant(k);
+        // pow(a, 1) is a for every double, so x ** 2's derivative is 2 * x, without a node
+        const N lower = k == 2 ? a : nodes.pow_const(a, k - 1.0, power);
+        const N d = nodes.mul(factor, lower);
+        return nodes.times(d, grad);
+    }
 };
 
-struct PowConstInt : PowConst {};  // the same op; only remembers that k was an int, for `_op`
+struct PowConstInt : PowConst {  // the same op; only remembers that k was an int, for `_op`
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N a, N k, N, N grad) {
+        return power_rule(nodes, a, nodes.value(k), Op::PowConstInt, grad);
+    }
+};
 
 struct Pow {  // a ** b, both Values
     AG_HOST_DEVICE static double forward(double a, double b) { return std::pow(a, b); }
     AG_HOST_DEVICE static Partials derivatives(double a, double b, double out) {
-        // d/db a^b = a^b ln a; at a == 0 with b >= 0 the limit is 0 (PyTorch's choice too)
-        return {b * std::pow(a, b - 1.0), (a == 0.0 && b >= 0.0) ? 0.0 : out * std::log(a)};
+        // PyTorch's choices: d/da a^b = b a^(b-1), but 0 where b == 0 (a ** 0 is constant);
+        // d/db a^b = a^b ln a, but 0 where a == 0 and b >= 0 (the limit from b's side)
+        return {b != 0.0 ? b * std::pow(a, b - 1.0) : 0.0, (a == 0.0 && b >= 0.0) ? 0.0 : out * std::log(a)};
+    }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N a, N b, N, N grad) {
+        const N b_minus_1 = nodes.sub(b, nodes.constant(1.0));
+        const N power = nodes.pow(a, b_minus_1);
+        const N d = nodes.mul(b, power);
+        return nodes.times(nodes.mask(d, b), grad);  // 0 where b == 0
+    }
+    template <typename G, typename N>
+    static auto grad_b(G& nodes, N a, N b, N out, N grad) {
+        const N log_a = nodes.log(a);
+        const N d = nodes.mul(out, log_a);
+        // |a| + relu(-b) is 0 exactly where a == 0 and b >= 0 (nan, never 0, where b is nan)
+        const N size_of_a = nodes.abs(a);
+        const N minus_b = nodes.neg(b);
+        const N below_zero = nodes.relu(minus_b);
+        const N keep = nodes.add(size_of_a, below_zero);
+        return nodes.times(nodes.mask(d, keep), grad);
     }
 };
 
 struct Relu {
     // micrograd's `0 if x < 0 else x`, which keeps nan and -0.0
     AG_HOST_DEVICE static double forward(double a, double) { return a < 0 ? 0.0 : a; }
-    AG_HOST_DEVICE static double derivative(double, double, double out) { return out > 0 ? 1.0 : 0.0; }
+    AG_HOST_DEVICE static double derivative(double, double, double out) { return step_of(out); }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N, N, N out, N grad) { return nodes.times(nodes.step(out), grad); }
 };
 
 struct Tanh {
     AG_HOST_DEVICE static double forward(double a, double) { return std::tanh(a); }
     AG_HOST_DEVICE static double derivative(double, double, double out) { return 1.0 - out * out; }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N, N, N out, N grad) {
+        const N out_squared = nodes.mul(out, out);
+        const N d = nodes.sub(nodes.constant(1.0), out_squared);
+        return nodes.times(d, grad);
+    }
 };
 
 struct Exp {
     AG_HOST_DEVICE static double forward(double a, double) { return std::exp(a); }
     AG_HOST_DEVICE static double derivative(double, double, double out) { return out; }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N, N, N out, N grad) { return nodes.times(out, grad); }
 };
 
 struct Log {
     AG_HOST_DEVICE static double forward(double a, double) { return std::log(a); }
     AG_HOST_DEVICE static double derivative(double a, double, double) { return 1.0 / a; }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N a, N, N, N grad) {
+        const N d = nodes.div(nodes.constant(1.0), a);
+        return nodes.times(d, grad);
+    }
 };
 
 struct Sigmoid {
     AG_HOST_DEVICE static double forward(double a, double) { return stable_sigmoid(a); }
     AG_HOST_DEVICE static double derivative(double, double, double out) { return out * (1.0 - out); }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N, N, N out, N grad) {
+        const N one_minus_out = nodes.sub(nodes.constant(1.0), out);
+        const N d = nodes.mul(out, one_minus_out);
+        return nodes.times(d, grad);
+    }
 };
 
 struct Abs {
     AG_HOST_DEVICE static double forward(double a, double) { return std::fabs(a); }
-    AG_HOST_DEVICE static double derivative(double a, double, double) {
-        return a > 0 ? 1.0 : a < 0 ? -1.0 : a == 0 ? 0.0 : a;  // nan stays nan
-    }
+    AG_HOST_DEVICE static double derivative(double a, double, double) { return sign_of(a); }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N a, N, N, N grad) { return nodes.times(nodes.sign(a), grad); }
 };
 
 struct Sqrt {
     AG_HOST_DEVICE static double forward(double a, double) { return std::sqrt(a); }
     AG_HOST_DEVICE static double derivative(double, double, double out) { return 0.5 / out; }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N, N, N out, N grad) {
+        const N d = nodes.div(nodes.constant(0.5), out);
+        return nodes.times(d, grad);
+    }
+};
+
+// Ops that derivative graphs need: relu's and abs's derivatives, and PyTorch's `where` for the
+// cases where a derivative is 0 although its formula is not (pow). Their own derivatives are
+// 0, or Mask's 0/1, times the upstream gradient, as for any op (so 0 * inf is nan).
+
+struct Step {  // 1 if a > 0 else 0: relu's derivative
+    AG_HOST_DEVICE static double forward(double a, double) { return step_of(a); }
+    AG_HOST_DEVICE static double derivative(double, double, double) { return 0.0; }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N, N, N, N grad) { return nodes.times(nodes.constant(0.0), grad); }
+};
+
+struct Sign {  // 1, -1 or 0 (nan for nan): abs's derivative
+    AG_HOST_DEVICE static double forward(double a, double) { return sign_of(a); }
+    AG_HOST_DEVICE static double derivative(double, double, double) { return 0.0; }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N, N, N, N grad) { return nodes.times(nodes.constant(0.0), grad); }
+};
+
+struct Mask {  // a where the condition c is nonzero (or nan), else 0; c gets no gradient
+    AG_HOST_DEVICE static double forward(double a, double c) { return c != 0 ? a : 0.0; }
+    AG_HOST_DEVICE static double derivative(double, double c, double) { return c != 0 ? 1.0 : 0.0; }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N, N c, N, N grad) {
+        const N d = nodes.mask(nodes.constant(1.0), c);
+        return nodes.times(d, grad);
+    }
 };
 
 // N-ary ops: operands [head..., term_0..., term_1..., ...]: `head` leading operands (0 or 1),
@@ -188,6 +337,12 @@ struct Linear {
     AG_HOST_DEVICE static constexpr double step(double acc, double w, double x) { return acc + w * x; }
     AG_HOST_DEVICE static constexpr One d_head(double, double) { return {}; }
     AG_HOST_DEVICE static constexpr Partials d_term(double w, double x, double) { return {x, w}; }
+    template <typename G, typename N>
+    static N grad_head(G&, N, N, N grad) { return grad; }
+    template <typename G, typename N>
+    static auto grad_term_a(G& nodes, N, N x, N, N grad) { return nodes.times(x, grad); }
+    template <typename G, typename N>
+    static auto grad_term_b(G& nodes, N w, N, N, N grad) { return nodes.times(w, grad); }
 };
 
 // [v0, v1, ...] -> 0.0 + v0 + v1 + ..., in the order of Python's sum().
@@ -196,6 +351,8 @@ struct Sum {
     AG_HOST_DEVICE static constexpr double start() { return 0.0; }
     AG_HOST_DEVICE static constexpr double step(double acc, double v) { return acc + v; }
     AG_HOST_DEVICE static constexpr One d_term(double, double) { return {}; }
+    template <typename G, typename N>
+    static N grad_term(G&, N, N, N grad) { return grad; }
 };
 
 // User-defined ops: the user's Python code gives the node's value and its local derivatives.
@@ -214,6 +371,14 @@ struct LocalGrads {
     AG_HOST_DEVICE static constexpr double step(double acc, double, double) { return acc; }
     AG_HOST_DEVICE static constexpr double d_head(double, double) { return 0.0; }
     AG_HOST_DEVICE static constexpr Partials d_term(double, double c, double) { return {c, 0.0}; }
+    // c_k * grad, c_k being the constant leaf: differentiated again, the derivative through
+    // c_k is 0 (the user's local gradients are numbers, docs/higher_order.md)
+    template <typename G, typename N>
+    static auto grad_head(G& nodes, N, N, N grad) { return nodes.times(nodes.constant(0.0), grad); }
+    template <typename G, typename N>
+    static auto grad_term_a(G& nodes, N, N c, N, N grad) { return nodes.times(c, grad); }
+    template <typename G, typename N>
+    static auto grad_term_b(G& nodes, N, N, N, N grad) { return nodes.times(nodes.constant(0.0), grad); }
 };
 
 // micrograd's own way: `out = Value(data, _children, _op)` plus a Python `out._backward`
@@ -226,6 +391,9 @@ struct PyBackward {
     AG_HOST_DEVICE static double start() { return std::nan(""); }
     AG_HOST_DEVICE static double step(double, double) { return std::nan(""); }
     AG_HOST_DEVICE static double d_term(double, double) { return std::nan(""); }
+    // Python code, not ops: create_graph=True refuses it (RuntimeError naming its `_op`)
+    template <typename G, typename N>
+    static N grad_term(G& nodes, N, N out, N) { return nodes.refuse(out); }
 };
 
 struct Leaf {};

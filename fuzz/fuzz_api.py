@@ -4,9 +4,10 @@ Each input is decoded into a short program: a pool of objects (Values of both en
 numbers, and hostile objects: strings, containers, numpy arrays, huge ints, objects whose
 __float__ raises, or mutates a list, or builds and drops Values, Value subclasses) and a
 sequence of actions on it (every op, backward, attribute reads/writes/deletes, sum/linear/
-zero_grad over random lists, user-defined ops in micrograd's and microgpt's styles, whose
-Python `_backward` may raise or build and drop Values, item/float/comparisons/detach, one
-node's `_backward`, no_grad, copy/pickle, garbage collection, compaction, dropping objects).
+zero_grad over random lists, arenagrad.grad with or without create_graph, user-defined ops
+in micrograd's and microgpt's styles, whose Python `_backward` may raise or build and drop
+Values, item/float/comparisons/detach, one node's `_backward`, no_grad, copy/pickle, garbage
+collection, compaction, dropping objects).
 
 Every action runs on the native engine and on the oracle (`arenagrad.reference`) with
 mirrored operands. The contract checked:
@@ -41,6 +42,18 @@ from arenagrad import _core
 
 ALLOWED = (TypeError, ValueError, OverflowError, AttributeError, MemoryError, RuntimeError)
 
+
+def op_node(name):
+    """A builder for an op that only derivative graphs make (each engine's _op_node)."""
+
+    def build(*operands):
+        if isinstance(operands[0], reference.Value):
+            return reference._op_node(name, *operands)
+        return _core._op_node(name, *operands)
+
+    return build
+
+
 # How to make each op of the native table (arenagrad._core.op_table), on either engine's Values
 # (binary ones also on numbers); several ways where the API has several. A new op without an
 # entry here stops the fuzzer at start-up.
@@ -55,6 +68,9 @@ UNARY_BUILDERS = {
     "sigmoid": [lambda v: v.sigmoid()],
     "abs": [lambda v: v.abs(), abs],
     "sqrt": [lambda v: v.sqrt()],
+    "step": [op_node("step")],
+    "sign": [op_node("sign")],
+    "mask": [lambda v: op_node("mask")(v, v), lambda v: op_node("mask")(v, v * 0)],
 }
 BINARY_BUILDERS = {
     "add": operator.add,
@@ -63,7 +79,7 @@ BINARY_BUILDERS = {
     "div": operator.truediv,
     "pow": operator.pow,
 }
-# Program.step's actions 9, 10, 18 and 19 make these
+# Program.step's actions 9, 10, 19 and 20 make these
 NARY_ACTIONS = {"sum", "linear", "local_grads", "py_backward"}
 
 
@@ -207,7 +223,7 @@ class Program:
 
     def step(self):
         fdp = self.fdp
-        action = fdp.ConsumeIntInRange(0, 21)
+        action = fdp.ConsumeIntInRange(0, 22)
         if action == 0:
             self.pool.append(self.new_value())
         elif action == 1:  # Value(anything, label=anything) or Value(anything, anything)
@@ -297,7 +313,9 @@ class Program:
             for _ in range(fdp.ConsumeIntInRange(1, 50)):
                 n, r = n * 0.5 + 1, r * 0.5 + 1
             self.pool.append((n, r))
-        elif action == 18:  # microgpt's Value(data, children, local_grads), grads anything
+        elif action == 18:
+            self.grad()
+        elif action == 19:  # microgpt's Value(data, children, local_grads), grads anything
             kids = [self.value_pair() for _ in range(fdp.ConsumeIntInRange(0, 3))]
             grads = [self.operand() for _ in range(fdp.ConsumeIntInRange(0, 3))]
             x = self.number()
@@ -305,7 +323,7 @@ class Program:
                 lambda: arenagrad.Value(x, [k[0] for k in kids], [g[0] for g in grads]),
                 lambda: reference.Value(x, [k[1] for k in kids], [g[1] for g in grads]),
             )
-        elif action == 19:  # micrograd's user op, its `_backward` a closure over itself
+        elif action == 20:  # micrograd's user op, its `_backward` a closure over itself
             kids = [self.value_pair() for _ in range(fdp.ConsumeIntInRange(0, 3))]
             coefs = [self.number() for _ in kids]
             behaviour = fdp.ConsumeIntInRange(0, 3)  # 0 plain, 1 raises, 2 builds, 3 drops
@@ -318,7 +336,7 @@ class Program:
             for side, out in enumerate(self.pool[size:][0] if len(self.pool) > size else ()):
                 children = [k[side] for k in kids]
                 out._backward = user_backward(out, children, coefs, behaviour, self.pool)
-        elif action == 20:  # PyTorch's conveniences and one node's own step
+        elif action == 21:  # PyTorch's conveniences and one node's own step
             n, r = self.value_pair()
             (on, orr), what = self.operand(), fdp.ConsumeIntInRange(0, 5)
             compare = fdp.PickValueInList([operator.lt, operator.le, operator.gt, operator.ge])
@@ -345,7 +363,7 @@ class Program:
             if what == 5:  # the root's grad is the seed (others may differ: zero_grad above)
                 assert same(n.grad, r.grad), (n, r)
             assert len(n._children) == len(r._children), (n, r)
-        elif action == 21:  # an op under no_grad: a leaf on both engines
+        elif action == 22:  # an op under no_grad: a leaf on both engines
             (an, ar), (bn, br) = self.value_pair(), self.operand()
             fn = fdp.PickValueInList(BINARY)
             size = len(self.pool)
@@ -353,6 +371,51 @@ class Program:
                 self.both(lambda: fn(an, bn), lambda: fn(ar, br))
             for n, r in self.pool[size:]:
                 assert n._prev == set() and r._prev == set(), (n, r)
+
+    def grad(self):
+        """arenagrad.grad over pool members (now and then anything else), with random seeds
+        and flags; gradients that are Values join the pool, to be differentiated again."""
+        fdp = self.fdp
+        outs = [self.value_pair() for _ in range(fdp.ConsumeIntInRange(0, 3))]
+        ins = [
+            self.value_pair() if fdp.ConsumeIntInRange(0, 7) else self.operand()
+            for _ in range(fdp.ConsumeIntInRange(0, 3))
+        ]
+        seeds = None
+        if fdp.ConsumeBool():
+            seeds = [self.operand() for _ in range(len(outs) + fdp.ConsumeIntInRange(-1, 0))]
+        create_graph, allow_unused = fdp.ConsumeBool(), fdp.ConsumeBool()
+        results = []
+        for side, module in ((0, arenagrad), (1, reference)):
+            given = None if seeds is None else [seed[side] for seed in seeds]
+            try:
+                results.append(
+                    (
+                        "ok",
+                        module.grad(
+                            [o[side] for o in outs],
+                            [i[side] for i in ins],
+                            given,
+                            create_graph,
+                            allow_unused,
+                        ),
+                    )
+                )
+            except ALLOWED as error:
+                results.append(("raised", error))
+        (n_kind, n_out), (r_kind, r_out) = results
+        if n_kind != r_kind:
+            raise AssertionError(f"grad: native {n_kind} {n_out!r} but oracle {r_kind} {r_out!r}")
+        if n_kind == "raised":  # (as for every action: both raise, not the same type)
+            return
+        assert len(n_out) == len(r_out) == len(ins)
+        for n, r in zip(n_out, r_out, strict=True):
+            if create_graph:
+                assert isinstance(n, arenagrad.Value) and isinstance(r, reference.Value)
+                assert same(n.data, r.data), (n, r)
+                self.pool.append((n, r))
+            else:
+                assert type(n) is float and type(r) is float and same(n, r), (n, r)
 
 
 def user_backward(out, children, coefs, behaviour, pool):

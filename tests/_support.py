@@ -249,11 +249,24 @@ def _sign(a):
 def pow_const_rule(k):
     """'**k': (forward(a), local derivative(a, out)) for a number exponent k."""
     k = float(k)
+    if k == 0.0:  # a ** 0 is constant, even at a == 0 (PyTorch's choice)
+        return (lambda a: c_pow(a, k), lambda a, out: 0.0)
     return (lambda a: c_pow(a, k), lambda a, out: k * c_pow(a, k - 1.0))
 
 
 def _pow_const(k):
     return Unary(lambda v: v**k, *pow_const_rule(k), op=f"**{k}")
+
+
+def op_node(name, *operands):
+    """A node of op `name` over Values of either engine, for the ops that derivative graphs
+    use and that have no method or operator (each engine's _op_node)."""
+    ref = load_reference()
+    if isinstance(operands[0], ref.Value):
+        return ref._op_node(name, *operands)
+    from arenagrad import _core
+
+    return _core._op_node(name, *operands)
 
 
 UNARY = {
@@ -272,6 +285,17 @@ UNARY = {
     "sigmoid": Unary(lambda v: v.sigmoid(), _sigmoid, lambda a, out: out * (1.0 - out), "sigmoid"),
     "abs": Unary(lambda v: v.abs(), math.fabs, lambda a, out: _sign(a), "abs"),
     "sqrt": Unary(lambda v: v.sqrt(), c_sqrt, lambda a, out: c_div(0.5, out), "sqrt"),
+    "step": Unary(
+        lambda v: op_node("step", v), lambda a: 1.0 if a > 0 else 0.0, lambda a, out: 0.0, "step"
+    ),
+    "sign": Unary(lambda v: op_node("sign", v), _sign, lambda a, out: 0.0, "sign"),
+    # mask(x, condition), built here with the operand as its own condition
+    "mask": Unary(
+        lambda v: op_node("mask", v, v),
+        lambda a: a if a != 0 else 0.0,
+        lambda a, out: 1.0 if a != 0 else 0.0,
+        "mask",
+    ),
 }
 
 BINARY = {
@@ -279,13 +303,13 @@ BINARY = {
     "sub": Binary(operator.sub, lambda a, b: a - b, lambda a, b, out: (1.0, -1.0), "-"),
     "mul": Binary(operator.mul, lambda a, b: a * b, lambda a, b, out: (b, a), "*"),
     "div": Binary(
-        operator.truediv, c_div, lambda a, b, out: (c_div(1.0, b), c_div(-a, b * b)), "/"
+        operator.truediv, c_div, lambda a, b, out: (c_div(1.0, b), c_div(-out, b)), "/"
     ),
     "pow": Binary(  # a Value exponent; `Value ** number` is pow_const
         operator.pow,
         c_pow,
         lambda a, b, out: (
-            b * c_pow(a, b - 1.0),
+            b * c_pow(a, b - 1.0) if b != 0.0 else 0.0,  # a ** 0 is constant (PyTorch's choice)
             0.0 if (a == 0.0 and b >= 0.0) else out * c_log(a),
         ),
         "**",

@@ -1,10 +1,11 @@
 """The op table (cpp/ops.hpp) as Python sees it: arenagrad._core.op_table.
 
-Every op in it must have an oracle twin (reference.OPS), a builder and formulas in the tests'
-tables (_support.UNARY, BINARY, NARY, which test_ops.py and test_random_graphs.py use) and a
-line in docs/semantics.md. And every op, through whatever path the native engine takes for it,
-must compute what the table's generic path computes: the eager sweep's fast paths against
-_core._backward_generic, and compile()'s replay against eager evaluation, bit for bit.
+Every op in it must have an oracle twin (reference.OPS) and a derivative-graph twin
+(reference.DERIVATIVE_GRAPHS), a builder and formulas in the tests' tables (_support.UNARY,
+BINARY, NARY, which test_ops.py and test_random_graphs.py use) and lines in docs/semantics.md.
+And every op, through whatever path the native engine takes for it, must compute what the
+table's generic path computes: the eager sweep's fast paths against _core._backward_generic,
+and compile()'s replay against eager evaluation, bit for bit.
 """
 
 import math
@@ -69,6 +70,23 @@ def test_every_op_has_a_line_in_semantics_md():
     for name in NAMES:
         assert any(line.startswith(f"| `{name}` |") for line in rows), (
             f"docs/semantics.md has no table row for {name!r}"
+        )
+
+
+def test_every_op_has_a_derivative_graph_twin_and_row():
+    # The native rules' grad_* functions are required by the compiler; the oracle's twins
+    # and the documentation are checked here.
+    twins = load_reference().DERIVATIVE_GRAPHS
+    assert set(twins) == set(NAMES), "reference.DERIVATIVE_GRAPHS does not match the op table"
+    doc = REPO / "docs" / "semantics.md"
+    if not doc.exists():
+        pytest.skip("run from outside a source checkout: no docs/")
+    text = doc.read_text()
+    section = text[text.index("## Derivative graphs") :]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    for name in NAMES:
+        assert any(line.startswith(f"| `{name}` |") for line in rows), (
+            f"docs/semantics.md's derivative-graph table has no row for {name!r}"
         )
 
 

@@ -24,6 +24,7 @@ from ._core import Value, arena_stats, get_num_threads, linear, set_num_threads,
 from .checkpoint import load, save
 from .compile import Compiled, compile
 from .config import show_config
+from .functional import grad, hessian, hvp
 from .grad_mode import is_grad_enabled, no_grad
 from .gradient_check import gradcheck
 
@@ -34,7 +35,10 @@ __all__ = [
     "arena_stats",
     "compile",
     "get_num_threads",
+    "grad",
     "gradcheck",
+    "hessian",
+    "hvp",
     "is_grad_enabled",
     "linear",
     "load",

@@ -2,7 +2,7 @@
 cpp/module.cpp lists)."""
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, SupportsFloat, SupportsIndex, TypeAlias
+from typing import Any, Literal, SupportsFloat, SupportsIndex, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -83,6 +83,45 @@ class Value:
     def __setstate__(self, state: tuple[float, str], /) -> None: ...
 
 def sum(values: Iterable[_Operand]) -> Value: ...
+
+# arenagrad.grad (bind_grad.cpp): floats, or with create_graph=True new Values. The sequences
+# must be lists or tuples (Sequence here, which is covariant: a list[float] of seeds is fine).
+_Values: TypeAlias = Value | Sequence[Value]
+_Seeds: TypeAlias = _Operand | Sequence[_Operand] | None
+
+@overload
+def grad(
+    outputs: _Values,
+    inputs: _Values,
+    grad_outputs: _Seeds = None,
+    create_graph: Literal[False] = False,
+    allow_unused: bool = False,
+) -> tuple[float, ...]: ...
+@overload
+def grad(
+    outputs: _Values,
+    inputs: _Values,
+    grad_outputs: _Seeds,
+    create_graph: Literal[True],
+    allow_unused: bool = False,
+) -> tuple[Value, ...]: ...
+@overload
+def grad(
+    outputs: _Values,
+    inputs: _Values,
+    grad_outputs: _Seeds = None,
+    *,
+    create_graph: Literal[True],
+    allow_unused: bool = False,
+) -> tuple[Value, ...]: ...
+@overload
+def grad(
+    outputs: _Values,
+    inputs: _Values,
+    grad_outputs: _Seeds = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple[float, ...] | tuple[Value, ...]: ...
 def linear(b: _Operand, ws: Iterable[Value], xs: Iterable[_Operand]) -> Value: ...
 def zero_grad(values: Iterable[Value]) -> None: ...
 def is_grad_enabled() -> bool: ...
@@ -130,3 +169,4 @@ def _set_node_limit(n: int) -> int: ...
 # The op table (cpp/ops.hpp): (name, micrograd's _op, arity: 1, 2 or None for n-ary) per op.
 op_table: tuple[tuple[str, str, int | None], ...]
 def _backward_generic(value: Value) -> None: ...
+def _op_node(name: str, *operands: Value) -> Value: ...

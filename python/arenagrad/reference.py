@@ -26,7 +26,7 @@ import numbers
 import operator
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 __all__ = [
@@ -35,6 +35,9 @@ __all__ = [
     "Module",
     "Neuron",
     "Value",
+    "grad",
+    "hessian",
+    "hvp",
     "is_grad_enabled",
     "linear",
     "no_grad",
@@ -192,6 +195,24 @@ class no_grad(contextlib.ContextDecorator):
         if _grad_state.depth == 0:
             _threads_without_grad -= 1
         return False
+
+
+@contextlib.contextmanager
+def _graph_even_without_grad():
+    """Ops build nodes inside it even in no_grad(): a derivative graph asked for with
+    create_graph=True is built whatever the mode (as the native GraphBuilder and PyTorch do)."""
+    global _threads_without_grad
+    depth = getattr(_grad_state, "depth", 0)
+    if depth == 0:
+        yield
+        return
+    _grad_state.depth = 0
+    _threads_without_grad -= 1
+    try:
+        yield
+    finally:
+        _grad_state.depth = depth
+        _threads_without_grad += 1
 
 
 def _node(data, children, op, rule, arg=None):
@@ -542,6 +563,18 @@ def _sum_forward(v):
     return acc
 
 
+def _step(x):  # relu's derivative
+    return 1.0 if x > 0.0 else 0.0
+
+
+def _sign(x):  # abs's derivative; nan stays nan
+    return 1.0 if x > 0.0 else -1.0 if x < 0.0 else 0.0 if x == 0.0 else _NAN
+
+
+def _mask(x, c):  # x where the condition c is nonzero (nan is), else 0
+    return x if c != 0.0 else 0.0
+
+
 # --------------------------------------------------------------------------- local derivatives
 # One rule per op: `x.grad += d * out.grad` for each operand x, with d from the table in
 # docs/semantics.md, computed from the operands' and the node's *current* data.
@@ -568,7 +601,7 @@ def _mul_rule(out):
 def _truediv_rule(out):
     a, b = out._children
     a._grad += _div(1.0, b._data) * out._grad
-    b._grad += _div(-a._data, b._data * b._data) * out._grad
+    b._grad += _div(-out._data, b._data) * out._grad  # -(a / b) / b
 
 
 def _neg_rule(out):
@@ -579,13 +612,21 @@ def _neg_rule(out):
 def _pow_const_rule(out):
     (a,) = out._children
     k = out._arg
-    a._grad += (k * _pow(a._data, k - 1.0)) * out._grad
+    # a ** 0 is constant: 0 even where 0 * a ** -1 is nan (PyTorch's choice)
+    d = 0.0 if k == 0.0 else k * _pow(a._data, k - 1.0)
+    a._grad += d * out._grad
+
+
+def _pow_const_int_rule(out):  # the same; its own function, so a node tells which op made it
+    _pow_const_rule(out)
 
 
 def _pow_value_rule(out):
     a, b = out._children
     x, y = a._data, b._data
-    a._grad += (y * _pow(x, y - 1.0)) * out._grad
+    # a ** b is constant in a where b == 0 (PyTorch's choice, as for pow_const)
+    d_a = y * _pow(x, y - 1.0) if y != 0.0 else 0.0
+    a._grad += d_a * out._grad
     # d/dy x**y = x**y * log(x), except that 0**y is constant 0 (or 1) for y >= 0.
     d_b = 0.0 if (x == 0.0 and y >= 0.0) else out._data * _log(x)
     b._grad += d_b * out._grad
@@ -630,6 +671,22 @@ def _sqrt_rule(out):
     a._grad += _div(0.5, out._data) * out._grad
 
 
+def _step_rule(out):
+    (a,) = out._children
+    a._grad += 0.0 * out._grad
+
+
+def _sign_rule(out):
+    (a,) = out._children
+    a._grad += 0.0 * out._grad
+
+
+def _mask_rule(out):
+    (a,) = out._children
+    d = 1.0 if out._arg._data != 0.0 else 0.0  # the condition, a Value that gets no gradient
+    a._grad += d * out._grad
+
+
 def _sum_rule(out):
     g = out._grad
     for v in out._children:  # every occurrence, so sum([a, a]) gives a.grad == 2
@@ -667,7 +724,8 @@ def _given(*_):
 # --------------------------------------------------------------------------- the op table
 # The twins of the native op table (cpp/ops.hpp), keyed by the names of
 # arenagrad._core.op_table; every node above is built from here. forward takes the operands'
-# data (pow_const's also its exponent; n-ary ones a list), rule applies the local derivatives.
+# data (pow_const's also its exponent, mask's its condition; n-ary ones a list), rule applies
+# the local derivatives.
 
 
 class Twin(NamedTuple):
@@ -684,7 +742,7 @@ OPS = {
     "div": Twin("/", 2, _div, _truediv_rule),
     "neg": Twin("neg", 1, operator.neg, _neg_rule),
     "pow_const": Twin("**", 1, _pow, _pow_const_rule),
-    "pow_const_int": Twin("**", 1, _pow, _pow_const_rule),
+    "pow_const_int": Twin("**", 1, _pow, _pow_const_int_rule),
     "pow": Twin("**", 2, _pow, _pow_value_rule),
     "relu": Twin("ReLU", 1, _relu, _relu_rule),
     "tanh": Twin("tanh", 1, math.tanh, _tanh_rule),
@@ -693,11 +751,508 @@ OPS = {
     "sigmoid": Twin("sigmoid", 1, _sigmoid, _sigmoid_rule),
     "abs": Twin("abs", 1, math.fabs, _abs_rule),
     "sqrt": Twin("sqrt", 1, _sqrt, _sqrt_rule),
+    "step": Twin("step", 1, _step, _step_rule),
+    "sign": Twin("sign", 1, _sign, _sign_rule),
+    "mask": Twin("mask", 1, _mask, _mask_rule),  # forward(x, condition)
     "linear": Twin("linear", None, _linear_forward, _linear_rule),
     "sum": Twin("sum", None, _sum_forward, _sum_rule),
     "local_grads": Twin("local_grads", None, _given, _local_grads_rule),
     "py_backward": Twin("py_backward", None, _given, _py_backward_rule),
 }
+
+
+# --------------------------------------------------------------------------- higher order
+# grad, hessian and hvp: the twins of arenagrad.grad/hessian/hvp (python/arenagrad/
+# functional.py over cpp/grad_values.hpp and cpp/grad_graph.hpp). With create_graph, each
+# op's derivative is built from the table's ops by its twin below of the rule's grad_*
+# functions (cpp/ops.hpp), node for node and in the same order, so the graphs, their values
+# and the order in which a later sweep adds are the native engine's.
+
+
+def _op_node(name, *operands):
+    """One node of op `name` over Values (a unary or binary op; mask takes (x, condition)):
+    the twin of the native test hook _core._op_node, for ops that have no method."""
+    if name not in OPS:
+        raise ValueError(f"_op_node(): no op named {name!r}")
+    if name in ("pow_const", "pow_const_int") or OPS[name].arity is None:
+        raise ValueError(f"_op_node(): {name!r} is built by its own function or operator")
+    arity = 2 if name == "mask" else OPS[name].arity
+    if len(operands) != arity:
+        raise TypeError(f"_op_node(): {name!r} takes {arity} operand(s)")
+    if not all(isinstance(v, Value) for v in operands):
+        raise TypeError("_op_node(): operands must be Values")
+    if name == "mask":
+        return _mask_node(*operands)
+    return _unary(name, *operands) if arity == 1 else _binary(name, *operands)
+
+
+def _mask_node(x, condition):
+    """mask: x where `condition` is nonzero, else 0. The condition is kept (in _arg) and read,
+    but it is not an operand: it gets no gradient, as pow_const's exponent."""
+    twin = OPS["mask"]
+    return _node(twin.forward(x._data, condition._data), (x,), twin.op, twin.rule, condition)
+
+
+class _Product(NamedTuple):
+    """A contribution factor * grad, not built yet: the products added into one node become
+    one linear node (cpp/grad_graph.hpp)."""
+
+    factor: Value
+    grad: Value
+
+
+class _GraphBuilder:
+    """The twin of GraphBuilder (cpp/grad_graph.hpp): what the grad_* functions build with."""
+
+    def __init__(self):
+        self._constants = {}
+
+    def times(self, d, grad):
+        return _Product(d, grad)
+
+    def add(self, x, y):
+        return _binary("add", x, y)
+
+    def sub(self, x, y):
+        return _binary("sub", x, y)
+
+    def mul(self, x, y):
+        return _binary("mul", x, y)
+
+    def div(self, x, y):
+        return _binary("div", x, y)
+
+    def pow(self, x, y):
+        return _binary("pow", x, y)
+
+    def unary(self, name, x):
+        return _unary(name, x)
+
+    def neg(self, x):
+        return _unary("neg", x)
+
+    def log(self, x):
+        return _unary("log", x)
+
+    def abs(self, x):
+        return _unary("abs", x)
+
+    def relu(self, x):
+        return _unary("relu", x)
+
+    def step(self, x):
+        return _unary("step", x)
+
+    def sign(self, x):
+        return _unary("sign", x)
+
+    def mask(self, x, condition):
+        return _mask_node(x, condition)
+
+    def pow_const(self, x, k, name):
+        self.constant(k)  # the native node's exponent leaf (here the exponent is its _arg)
+        twin = OPS[name]
+        shown = int(k) if name == "pow_const_int" else k  # as Value.__pow__ shows it
+        return _node(twin.forward(x._data, k), (x,), f"{twin.op}{shown}", twin.rule, k)
+
+    def constant(self, v):
+        """A leaf holding v, one per value (bit pattern: -0.0 is not 0.0) and per sweep."""
+        key = v.hex()
+        if key not in self._constants:
+            self._constants[key] = Value(v)
+        return self._constants[key]
+
+
+# Each op's derivative graph: given the builder, the node `out`, its gradient node `grad` and
+# `wants` (whether an operand leads to an input), yields (operand, d * grad) for each wanted
+# operand, in operand order, building each only when it is wanted; d * grad is a node, or a
+# product nodes.times(d, grad).
+
+
+def _add_graph(nodes, out, grad, wants):
+    a, b = out._children
+    if wants(a):
+        yield a, grad
+    if wants(b):
+        yield b, grad
+
+
+def _sub_graph(nodes, out, grad, wants):
+    a, b = out._children
+    if wants(a):
+        yield a, grad
+    if wants(b):
+        yield b, nodes.neg(grad)
+
+
+def _mul_graph(nodes, out, grad, wants):
+    a, b = out._children
+    if wants(a):
+        yield a, nodes.times(b, grad)
+    if wants(b):
+        yield b, nodes.times(a, grad)
+
+
+def _div_graph(nodes, out, grad, wants):
+    a, b = out._children
+    if wants(a):
+        d = nodes.div(nodes.constant(1.0), b)
+        yield a, nodes.times(d, grad)
+    if wants(b):
+        d = nodes.div(nodes.neg(out), b)
+        yield b, nodes.times(d, grad)
+
+
+def _neg_graph(nodes, out, grad, wants):
+    (a,) = out._children
+    if wants(a):
+        yield a, nodes.neg(grad)
+
+
+def _power_rule_graph(name):
+    def graph(nodes, out, grad, wants):
+        (a,) = out._children
+        if not wants(a):
+            return
+        k = out._arg
+        if k == 0.0:
+            yield a, nodes.times(nodes.constant(0.0), grad)
+            return
+        factor = nodes.constant(k)
+        # pow(a, 1) is a for every double, so x ** 2's derivative is 2 * x, without a node
+        lower = a if k == 2.0 else nodes.pow_const(a, k - 1.0, name)
+        d = nodes.mul(factor, lower)
+        yield a, nodes.times(d, grad)
+
+    return graph
+
+
+def _pow_graph(nodes, out, grad, wants):
+    a, b = out._children
+    if wants(a):
+        b_minus_1 = nodes.sub(b, nodes.constant(1.0))
+        power = nodes.pow(a, b_minus_1)
+        d = nodes.mul(b, power)
+        yield a, nodes.times(nodes.mask(d, b), grad)  # 0 where b == 0
+    if wants(b):
+        log_a = nodes.log(a)
+        d = nodes.mul(out, log_a)
+        # |a| + relu(-b) is 0 exactly where a == 0 and b >= 0
+        size_of_a = nodes.abs(a)
+        minus_b = nodes.neg(b)
+        below_zero = nodes.relu(minus_b)
+        keep = nodes.add(size_of_a, below_zero)
+        yield b, nodes.times(nodes.mask(d, keep), grad)
+
+
+def _relu_graph(nodes, out, grad, wants):
+    (a,) = out._children
+    if wants(a):
+        yield a, nodes.times(nodes.step(out), grad)
+
+
+def _tanh_graph(nodes, out, grad, wants):
+    (a,) = out._children
+    if wants(a):
+        out_squared = nodes.mul(out, out)
+        d = nodes.sub(nodes.constant(1.0), out_squared)
+        yield a, nodes.times(d, grad)
+
+
+def _exp_graph(nodes, out, grad, wants):
+    (a,) = out._children
+    if wants(a):
+        yield a, nodes.times(out, grad)
+
+
+def _log_graph(nodes, out, grad, wants):
+    (a,) = out._children
+    if wants(a):
+        d = nodes.div(nodes.constant(1.0), a)
+        yield a, nodes.times(d, grad)
+
+
+def _sigmoid_graph(nodes, out, grad, wants):
+    (a,) = out._children
+    if wants(a):
+        one_minus_out = nodes.sub(nodes.constant(1.0), out)
+        d = nodes.mul(out, one_minus_out)
+        yield a, nodes.times(d, grad)
+
+
+def _abs_graph(nodes, out, grad, wants):
+    (a,) = out._children
+    if wants(a):
+        yield a, nodes.times(nodes.sign(a), grad)
+
+
+def _sqrt_graph(nodes, out, grad, wants):
+    (a,) = out._children
+    if wants(a):
+        d = nodes.div(nodes.constant(0.5), out)
+        yield a, nodes.times(d, grad)
+
+
+def _zero_graph(nodes, out, grad, wants):  # step and sign: derivative 0
+    (a,) = out._children
+    if wants(a):
+        yield a, nodes.times(nodes.constant(0.0), grad)
+
+
+def _mask_graph(nodes, out, grad, wants):
+    (a,) = out._children
+    if wants(a):
+        d = nodes.mask(nodes.constant(1.0), out._arg)
+        yield a, nodes.times(d, grad)
+
+
+def _linear_graph(nodes, out, grad, wants):
+    b, *terms = out._children
+    if wants(b):
+        yield b, grad
+    for w, x in zip(terms[0::2], terms[1::2], strict=True):
+        if wants(w):
+            yield w, nodes.times(x, grad)
+        if wants(x):
+            yield x, nodes.times(w, grad)
+
+
+def _sum_graph(nodes, out, grad, wants):
+    for v in out._children:
+        if wants(v):
+            yield v, grad
+
+
+def _local_grads_graph(nodes, out, grad, wants):
+    # each local gradient is a constant (a number the user computed), so differentiating
+    # this again gives 0 through it (docs/higher_order.md)
+    for child, d in zip(out._children, out._arg, strict=True):
+        if wants(child):
+            yield child, nodes.times(nodes.constant(d), grad)
+
+
+def _py_backward_graph(nodes, out, grad, wants):
+    for child in out._children:
+        if wants(child):
+            raise _no_derivative_graph(out)
+    yield from ()
+
+
+def _no_derivative_graph(node):
+    return RuntimeError(
+        f"create_graph=True cannot differentiate through the node {node._op!r}: its "
+        "backward is Python code, not ops that can be differentiated again"
+    )
+
+
+DERIVATIVE_GRAPHS = {
+    "add": _add_graph,
+    "sub": _sub_graph,
+    "mul": _mul_graph,
+    "div": _div_graph,
+    "neg": _neg_graph,
+    "pow_const": _power_rule_graph("pow_const"),
+    "pow_const_int": _power_rule_graph("pow_const_int"),
+    "pow": _pow_graph,
+    "relu": _relu_graph,
+    "tanh": _tanh_graph,
+    "exp": _exp_graph,
+    "log": _log_graph,
+    "sigmoid": _sigmoid_graph,
+    "abs": _abs_graph,
+    "sqrt": _sqrt_graph,
+    "step": _zero_graph,
+    "sign": _zero_graph,
+    "mask": _mask_graph,
+    "linear": _linear_graph,
+    "sum": _sum_graph,
+    "local_grads": _local_grads_graph,
+    "py_backward": _py_backward_graph,
+}
+_GRAPH_OF_RULE = {OPS[name].rule: graph for name, graph in DERIVATIVE_GRAPHS.items()}
+
+
+def _is_sequence(x):
+    return isinstance(x, Sequence) and not isinstance(x, (str, bytes))
+
+
+def _grad_values(items, what):
+    if isinstance(items, Value):
+        return [items]
+    if not isinstance(items, (list, tuple)):
+        raise TypeError(
+            f"{what} must be a Value or a list or tuple of Values, not {type(items).__name__}"
+        )
+    values = list(items)
+    for k, item in enumerate(values):
+        if not isinstance(item, Value):
+            raise TypeError(f"{what}[{k}] must be a Value, not {type(item).__name__}")
+    if not values:
+        raise ValueError(f"{what} must not be empty")
+    return values
+
+
+def _grad_seeds(grad_outputs, n_outputs, create_graph):
+    if grad_outputs is None:
+        return [1.0] * n_outputs
+    given = list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
+    if len(given) != n_outputs:
+        raise ValueError(
+            f"grad_outputs has {len(given)} item(s) but there are {n_outputs} output(s)"
+        )
+    seeds = []
+    for k, seed in enumerate(given):
+        if isinstance(seed, Value):
+            seeds.append(seed if create_graph else seed._data)
+        else:
+            seeds.append(_real_or_raise(seed, f"grad_outputs[{k}]"))
+    return seeds
+
+
+def _reachable(outputs, lowest=None):
+    """Every node the outputs depend on (through operands), not below serial `lowest`."""
+    seen = set()
+    stack = [v for v in outputs if lowest is None or v._serial >= lowest]
+    seen.update(stack)
+    while stack:
+        for child in stack.pop()._children:
+            if child not in seen and (lowest is None or child._serial >= lowest):
+                seen.add(child)
+                stack.append(child)
+    return seen
+
+
+def _gradient_numbers(outputs, seeds, inputs):
+    """The sweep of backward() on zeroed grads seeded with `seeds`; every grad it uses is put
+    back afterwards. None for an input no output depends on."""
+    reached = _reachable(outputs)
+    saved = [(v, v._grad) for v in reached]
+    try:
+        for v in reached:
+            v._grad = 0.0
+        for out, seed in zip(outputs, seeds, strict=True):
+            out._grad += seed
+        for v in sorted(reached, key=_by_serial, reverse=True):
+            v._rule(v)
+        return [x._grad if x in reached else None for x in inputs]
+    finally:
+        for v, g in saved:
+            v._grad = g
+
+
+def _total(nodes, terms):
+    """A node's gradient from its contributions: the one contribution (a product as a mul
+    node), or all of them added in order from 0.0 like the sweep's `grad += d * out.grad`
+    into a zeroed grad: a sum node if they are all nodes, else a linear node
+    0.0 + d_1 * g_1 + ..., a node c being the term c * 1.0 (exactly c)."""
+    if len(terms) == 1:
+        (only,) = terms
+        return nodes.mul(only.factor, only.grad) if isinstance(only, _Product) else only
+    if not any(isinstance(t, _Product) for t in terms):
+        return _nary("sum", tuple(terms))
+    zero = nodes.constant(0.0)
+    one = nodes.constant(1.0)
+    operands = [zero]
+    for t in terms:
+        operands += [t.factor, t.grad] if isinstance(t, _Product) else [t, one]
+    return _nary("linear", tuple(operands))
+
+
+def _gradient_graph(outputs, seeds, inputs):
+    """The gradient nodes of the inputs (None where no output depends on one)."""
+    nodes = _GraphBuilder()
+    seeds = [s if isinstance(s, Value) else nodes.constant(s) for s in seeds]
+    lowest = min(x._serial for x in inputs)
+    order = sorted(_reachable(outputs, lowest), key=_by_serial)
+    # Only nodes on a path to an input are visited, and only such operands get gradients.
+    targets = set(inputs)
+    on_path = set()
+    for v in order:
+        if v in targets or any(child in on_path for child in v._children):
+            on_path.add(v)
+    wants = on_path.__contains__
+    contributions = {}
+    for out, seed in zip(outputs, seeds, strict=True):
+        if wants(out):
+            contributions.setdefault(out, []).append(seed)
+    totals = {}
+    for v in reversed(order):
+        terms = contributions.get(v)
+        if terms is None:
+            continue
+        total = _total(nodes, terms)
+        totals[v] = total
+        if not v._children:
+            continue
+        graph = _GRAPH_OF_RULE[v._rule]
+        for operand, contribution in graph(nodes, v, total, wants):
+            contributions.setdefault(operand, []).append(contribution)
+    return [totals.get(x) for x in inputs]
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=False):
+    """The gradients of `outputs` with respect to each of `inputs` (torch.autograd.grad's
+    meaning, docs/api.md): floats, or with create_graph=True new Values that can be
+    differentiated again. No .grad changes. An input no output depends on raises ValueError,
+    or gets 0.0 (Value(0.0) with create_graph) with allow_unused=True."""
+    outs = _grad_values(outputs, "outputs")
+    ins = _grad_values(inputs, "inputs")
+    if not isinstance(create_graph, bool):
+        raise TypeError(f"create_graph must be a bool, not {type(create_graph).__name__}")
+    if not isinstance(allow_unused, bool):
+        raise TypeError(f"allow_unused must be a bool, not {type(allow_unused).__name__}")
+    seeds = _grad_seeds(grad_outputs, len(outs), create_graph)
+    if create_graph:
+        with _graph_even_without_grad():
+            grads = _gradient_graph(outs, seeds, ins)
+    else:
+        grads = _gradient_numbers(outs, seeds, ins)
+    for k, g in enumerate(grads):
+        if g is None:
+            if not allow_unused:
+                raise ValueError(
+                    f"inputs[{k}] does not influence the outputs (no output depends on it); "
+                    "pass allow_unused=True to get 0.0 for it"
+                )
+            grads[k] = Value(0.0) if create_graph else 0.0
+    return tuple(grads)
+
+
+def _leaves(inputs):
+    items = list(inputs) if _is_sequence(inputs) else [inputs]
+    if not items:
+        raise ValueError("inputs must not be empty")
+    return [
+        Value(x._data if isinstance(x, Value) else _real_or_raise(x, f"inputs[{k}]"))
+        for k, x in enumerate(items)
+    ]
+
+
+def _scalar(f, xs):
+    y = f(*xs)
+    if not isinstance(y, Value):
+        raise TypeError(f"f must return a Value, not {type(y).__name__}")
+    return y
+
+
+def hessian(f, inputs):
+    """d2 f / dx_i dx_j at `inputs` as a list of lists of floats (arenagrad.hessian's twin)."""
+    xs = _leaves(inputs)
+    y = _scalar(f, xs)
+    first = grad(y, xs, create_graph=True, allow_unused=True)
+    return [list(grad(g, xs, allow_unused=True)) for g in first]
+
+
+def hvp(f, inputs, v):
+    """The Hessian of f at `inputs` times the vector v (arenagrad.hvp's twin)."""
+    xs = _leaves(inputs)
+    vector = list(v) if _is_sequence(v) else [v]
+    if len(vector) != len(xs):
+        raise ValueError(f"v has {len(vector)} item(s) but there are {len(xs)} input(s)")
+    seeds = [_real_or_raise(x, f"v[{k}]") for k, x in enumerate(vector)]
+    y = _scalar(f, xs)
+    first = grad(y, xs, create_graph=True, allow_unused=True)
+    return list(grad(list(first), xs, grad_outputs=seeds, allow_unused=True))
 
 
 # --------------------------------------------------------------------------- nn (micrograd's)

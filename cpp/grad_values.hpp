@@ -1,0 +1,134 @@
+// arenagrad.grad without create_graph: gradients as numbers, into a scratch buffer.
+//
+// The reverse sweep of backward() (sweep.hpp), with three differences that make it
+// torch.autograd.grad: several outputs, each seeded with its own number; the gradients go into
+// a scratch buffer, so no node's .grad changes; and the sweep stops at the lowest input, since
+// no node below it can lead to one. Local derivatives and the order of additions are the op
+// table's, as in backward(), so a leaf's gradient is the .grad backward() would give it, bit
+// for bit (for one output seeded with 1.0, on zeroed grads).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "arena.hpp"
+#include "ops.hpp"
+#include "sweep.hpp"
+
+namespace arenagrad {
+
+class GradientValues {
+public:
+    // The gradient of every `inputs[k]` into result[k], and whether any output depends on it
+    // into used[k] (unused inputs get 0.0). Allocates; throws std::bad_alloc.
+    void compute(const Arena& graph, const NodeId* outputs, const double* seeds, std::size_t n_outputs,
+                 const NodeId* inputs, std::size_t n_inputs, double* result, bool* used) {
+        std::fill_n(result, n_inputs, 0.0);
+        std::fill_n(used, n_inputs, false);
+        if (n_outputs == 0 || n_inputs == 0) return;
+        const NodeId top = *std::max_element(outputs, outputs + n_outputs);
+        const NodeId lowest = *std::min_element(inputs, inputs + n_inputs);
+        if (lowest > top) return;
+
+        // Ids [0, top]: like backward()'s flags, so the node steps index them directly. A
+        // gradient is written when its node is first reached, so only the flags are cleared.
+        grads_.resize(std::size_t(top) + 1);
+        reached_.assign(std::size_t(top) + 1, Reached::No);
+        const Step s{graph.lhs.data(), graph.rhs.data(), graph.nary.data(), graph.data.data(), grads_.data(),
+                     reached_.data()};
+        for (std::size_t k = 0; k < n_outputs; ++k) s.add(outputs[k], seeds[k]);
+        sweep(graph.op.data(), s, top, lowest);
+
+        for (std::size_t k = 0; k < n_inputs; ++k) {
+            if (inputs[k] > top || reached_[inputs[k]] == Reached::No) continue;
+            result[k] = grads_[inputs[k]];
+            used[k] = true;
+        }
+        // After a big graph, keep no big buffers around.
+        grads_.shrink_if_sparse();
+        reached_.shrink_if_sparse();
+    }
+
+private:
+    // Not a char type, which may alias anything (see Arena::Sweep).
+    enum class Reached : std::uint8_t { No, Yes };
+
+    PodArray<double> grads_;
+    PodArray<Reached> reached_;
+
+    // Arena::Sweep's node step, over this scratch buffer (local pointers, for the same reason).
+    struct Step {
+        const NodeId* first;
+        const NodeId* second;
+        const NodeId* operand_lists;
+        const double* values;
+        double* grads;
+        Reached* reached;
+
+        // grad += contribution, the grad starting at 0.0 when the node is first reached
+        // (0.0 + c, not c: -0.0 becomes 0.0 as in backward() on zeroed grads).
+        void add(NodeId operand, double contribution) const {
+            if (reached[operand] == Reached::Yes) {
+                grads[operand] += contribution;
+            } else {
+                grads[operand] = 0.0 + contribution;
+                reached[operand] = Reached::Yes;
+            }
+        }
+
+        template <Op O>
+        void step(std::size_t i) const {
+            using Info = OpInfo<O>;
+            using Rule = typename Info::Rule;
+            const double g = grads[i], out = values[i];
+            const NodeId a = first[i], b = second[i];
+            if constexpr (Info::kind == Kind::Unary) {
+                add(a, Rule::derivative(values[a], values[b], out) * g);
+            } else if constexpr (Info::kind == Kind::Binary) {
+                const Partials d = Rule::derivatives(values[a], values[b], out);
+                add(a, d.da * g);
+                add(b, d.db * g);
+            } else if constexpr (Info::kind == Kind::Nary) {
+                static_assert(Rule::head <= 1 && Rule::term >= 1 && Rule::term <= 2, "a fold shape the sweep knows");
+                const NodeId* operands = operand_lists + a;
+                if constexpr (Rule::head == 1) add(operands[0], Rule::d_head(values[operands[0]], out) * g);
+                for (std::size_t k = Rule::head; k + Rule::term <= b; k += Rule::term) {
+                    if constexpr (Rule::term == 1) {
+                        add(operands[k], Rule::d_term(values[operands[k]], out) * g);
+                    } else {
+                        const NodeId u = operands[k], v = operands[k + 1];
+                        const Partials d = Rule::d_term(values[u], values[v], out);
+                        add(u, d.da * g);
+                        add(v, d.db * g);
+                    }
+                }
+            }
+        }
+    };
+
+    // Arena::sweep's loop, fast paths included, from `top` down to `lowest`.
+    static void sweep(const Op* ops, const Step& s, std::size_t top, std::size_t lowest) {
+        for (std::size_t i = top + 1; i-- > lowest;) {
+            const Op o = ops[i];
+            if (o == Op::Leaf || s.reached[i] == Reached::No) continue;
+            if (AG_LIKELY(o == Op::Add)) {
+                s.step<Op::Add>(i);
+            } else if (o == Op::Mul) {
+                s.step<Op::Mul>(i);
+            } else if (o == Op::Linear) {
+                s.step<Op::Linear>(i);
+            } else if (o == Op::Relu) {
+                s.step<Op::Relu>(i);
+            } else if (o == Op::Sum) {
+                s.step<Op::Sum>(i);
+            } else if (o == Op::Sub) {
+                s.step<Op::Sub>(i);
+            } else {
+                visit(o, [s, i](auto info) { s.step<decltype(info)::op>(i); });
+            }
+        }
+    }
+};
+
+}  // namespace arenagrad
