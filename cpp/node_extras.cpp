@@ -40,22 +40,29 @@ void release(void* extras) {
 // The closure holds `out`, and the node holds the closure. When the only references to the
 // handle are closure cells of the node's own `_backward`, and nothing but the node holds that
 // function, its cells and its closure tuple, dropping the function frees the handle too: the
-// two are a cycle that only the node keeps alive. (Other ways to refer to `out`, e.g. a
-// functools.partial, are not recognised: such a node then lives as long as the process.)
+// two are a cycle that only the node keeps alive. A default argument (`def _backward(out=out)`,
+// the usual way to bind a loop's variable) is recognised as a cell is. (Other ways to refer to
+// `out`, e.g. a functools.partial, are not: such a node then lives as long as the process.)
 bool held_by_own_backward(void* owner, void* extras) {
     PyObject* handle = static_cast<PyObject*>(owner);
     PyObject* fn = static_cast<NodeExtras*>(extras)->backward;
     if (fn == nullptr || !PyFunction_Check(fn) || Py_REFCNT(fn) != 1) return false;
+    Py_ssize_t refs_to_it = 0;  // from the function's own cells and defaults
     PyObject* closure = PyFunction_GET_CLOSURE(fn);
-    if (closure == nullptr || !PyTuple_Check(closure) || Py_REFCNT(closure) != 1) return false;
-    Py_ssize_t cells_holding_it = 0;
-    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(closure); ++k) {
-        PyObject* cell = PyTuple_GET_ITEM(closure, k);
-        if (!PyCell_Check(cell) || PyCell_GET(cell) != handle) continue;
-        if (Py_REFCNT(cell) != 1) return false;  // shared with another closure
-        ++cells_holding_it;
+    if (closure != nullptr) {
+        if (!PyTuple_Check(closure) || Py_REFCNT(closure) != 1) return false;
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(closure); ++k) {
+            PyObject* cell = PyTuple_GET_ITEM(closure, k);
+            if (!PyCell_Check(cell) || PyCell_GET(cell) != handle) continue;
+            if (Py_REFCNT(cell) != 1) return false;  // shared with another closure
+            ++refs_to_it;
+        }
     }
-    return cells_holding_it > 0 && Py_REFCNT(handle) == cells_holding_it;
+    PyObject* defaults = PyFunction_GET_DEFAULTS(fn);
+    if (defaults != nullptr && PyTuple_Check(defaults) && Py_REFCNT(defaults) == 1)
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(defaults); ++k)
+            refs_to_it += PyTuple_GET_ITEM(defaults, k) == handle;
+    return refs_to_it > 0 && Py_REFCNT(handle) == refs_to_it;
 }
 
 void drop_backward(void* extras) {
