@@ -384,6 +384,14 @@ public:
     }
 
     std::size_t extras_count() const { return extras_.size(); }
+
+    // micrograd-style nodes, for sweeps other than backward()'s (grad_values.hpp): whether
+    // there are any, the highest at or below `top` (or -1), and running one's `_backward`
+    // (false if it raised; the Python error is then set).
+    bool has_py_backward() const { return py_backward_nodes_ > 0; }
+    std::ptrdiff_t highest_py_backward(std::ptrdiff_t top) const;
+    bool run_python_backward(NodeId id) { return call_python_backward(id); }
+
 private:
     static constexpr std::size_t kMinCompactSize = std::size_t(1) << 16;
 
@@ -399,7 +407,6 @@ private:
     bool sweep(NodeId root, double seed);
     template <bool Generic>
     void sweep_native(std::ptrdiff_t top, std::ptrdiff_t stop, Mark* reached);
-    std::ptrdiff_t highest_py_backward(std::ptrdiff_t top) const;
     std::size_t py_backward_nodes_ = 0;  // how many PyBackward nodes the arena holds
     bool call_python_backward(NodeId id) {
         void* extras = extras_of(id);

@@ -1123,9 +1123,11 @@ def _reachable(outputs, lowest=None):
 
 
 def _gradient_numbers(outputs, seeds, inputs):
-    """The sweep of backward() on zeroed grads seeded with `seeds`; every grad it uses is put
-    back afterwards. None for an input no output depends on."""
+    """The sweep of backward() on zeroed grads seeded with `seeds`, down to the lowest input
+    (nodes below it cannot lead to one); every grad it uses is put back afterwards, also when
+    a user's `_backward` raises. None for an input no output depends on."""
     reached = _reachable(outputs)
+    lowest = min(x._serial for x in inputs)
     saved = [(v, v._grad) for v in reached]
     try:
         for v in reached:
@@ -1133,6 +1135,8 @@ def _gradient_numbers(outputs, seeds, inputs):
         for out, seed in zip(outputs, seeds, strict=True):
             out._grad += seed
         for v in sorted(reached, key=_by_serial, reverse=True):
+            if v._serial < lowest:
+                break
             v._rule(v)
         return [x._grad if x in reached else None for x in inputs]
     finally:
