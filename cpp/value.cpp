@@ -352,27 +352,6 @@ PyObject* value_abs(PyObject* a) { return unary_op(Op::Abs, a); }
 // Ints of smaller magnitude are exactly doubles.
 constexpr double kMaxExactInt = 9007199254740992.0;  // 2**53
 
-// An int exponent past 2**53 is rounded to a double for computing, but micrograd's `_op`
-// prints it as written: it is kept as doubles whose exact sum it is (its rounding, the
-// rounding of what is left, ...; an int that converts to a double needs at most 20).
-// False with a Python error set.
-bool int_as_doubles(PyObject* k, std::vector<double>& terms) {
-    PyObject* rest = PyNumber_Index(k);
-    while (rest != nullptr) {
-        const int left = PyObject_IsTrue(rest);
-        if (left <= 0) {
-            Py_DECREF(rest);
-            return left == 0;
-        }
-        const double term = PyLong_AsDouble(rest);
-        PyObject* taken = term == -1.0 && PyErr_Occurred() ? nullptr : PyLong_FromDouble(term);
-        Py_SETREF(rest, taken != nullptr ? PyNumber_Subtract(rest, taken) : nullptr);
-        Py_XDECREF(taken);
-        terms.push_back(term);
-    }
-    return false;
-}
-
 // `a ** k` with a number k keeps micrograd's one-operand node ('**k'); an exponent that is a
 // Value (or a number base, `2 ** v`) makes a two-operand '**' node with the exponent's grad.
 PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulo) {
@@ -382,21 +361,26 @@ PyObject* value_pow(PyObject* a, PyObject* b, PyObject* modulo) {
     const int converted = to_double(b, &k);
     if (converted <= 0) return converted < 0 ? nullptr : Py_NewRef(Py_NotImplemented);
     const bool k_is_int = PyIndex_Check(b);  // int, bool, numpy integers print as ints
-    std::vector<double> exact;
-    if (k_is_int && std::fabs(k) >= kMaxExactInt && !int_as_doubles(b, exact)) return nullptr;
     Arena& graph = arena();
     if (!compact_if_due(graph)) return nullptr;
     if (AG_UNLIKELY(!grad_enabled())) return leaf_of(Op::PowConst, graph.data[value_node(a)], k);
-    return guarded([&] {
-        if (exact.size() <= 1) return wrap_new_node(graph.pow_const(value_node(a), k, k_is_int));
-        // The exponent node is linear(k rounded; 0 * each remainder): its value is k rounded
-        // (acc + 0.0 * x is acc), and its operands add up to k exactly (get_op).
-        const NodeId zero = graph.leaf(0.0);
-        const NodeId exponent = graph.linear(
-            graph.leaf(exact[0]), exact.size() - 1, [&](std::size_t) { return zero; },
-            [&](std::size_t i) { return graph.leaf(exact[i + 1]); });
-        return wrap_new_node(graph.binary(Op::PowConstInt, value_node(a), exponent));
-    });
+    if (!k_is_int || std::fabs(k) < kMaxExactInt)
+        return guarded([&] { return wrap_new_node(graph.pow_const(value_node(a), k, k_is_int)); });
+    // An int past 2**53 is rounded to a double for computing (as Python's float ** int does),
+    // but micrograd's f'**{k}' prints it as written: that `_op` is kept with the node.
+    PyObject* exact = PyNumber_Index(b);
+    PyObject* name = exact != nullptr ? PyUnicode_FromFormat("**%S", exact) : nullptr;
+    Py_XDECREF(exact);
+    if (name == nullptr) return nullptr;
+    PyObject* node = guarded([&] { return wrap_new_node(graph.pow_const(value_node(a), k, true)); });
+    PyObject* done = node != nullptr ? guarded([&] {
+        give_extras(node, nullptr, name);
+        return node;
+    })
+                                     : nullptr;
+    if (done == nullptr) Py_XDECREF(node);
+    Py_DECREF(name);
+    return done;
 }
 
 PyObject* value_relu(PyObject* self, PyObject*) { return unary_op(Op::Relu, self); }

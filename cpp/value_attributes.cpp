@@ -87,19 +87,12 @@ PyObject* get_op(PyObject* self, void*) {
     const NodeId id = value_node(self);
     const Op op = graph.op[id];
     if (op == Op::PowConst || op == Op::PowConstInt) {
-        // micrograd's f'**{k}': an int exponent prints as an int, exactly (see int_as_doubles)
-        const NodeId exponent = graph.rhs[id];
-        PyObject* number = op == Op::PowConstInt ? PyLong_FromDouble(graph.data[exponent])
-                                                 : PyFloat_FromDouble(graph.data[exponent]);
-        if (op == Op::PowConstInt && graph.op[exponent] == Op::Linear) {  // see value_pow
-            Py_CLEAR(number);
-            number = PyLong_FromLong(0);
-            graph.for_each_child(exponent, [&](NodeId term) {
-                PyObject* part = number != nullptr ? PyLong_FromDouble(graph.data[term]) : nullptr;
-                Py_SETREF(number, part != nullptr ? PyNumber_Add(number, part) : nullptr);
-                Py_XDECREF(part);
-            });
-        }
+        // micrograd's f'**{k}': an int exponent prints as an int; one past 2**53, which the
+        // exponent leaf holds rounded, as written (value_pow keeps that `_op` with the node)
+        const NodeExtras* extras = extras_of(id);
+        if (extras != nullptr && extras->op != nullptr) return Py_NewRef(extras->op);
+        const double k = graph.data[graph.rhs[id]];
+        PyObject* number = op == Op::PowConstInt ? PyLong_FromDouble(k) : PyFloat_FromDouble(k);
         if (number == nullptr) return nullptr;
         PyObject* name = PyUnicode_FromFormat("**%S", number);
         Py_DECREF(number);
