@@ -296,6 +296,8 @@ def test_label_subclass_and_attributes_outlive_the_handle(engine):
     a.note = "kept"
     out = a * V(3.0, label="three")
     del a
+    assert {v.label for v in out._prev} == {"a", "three"}  # micrograd's way to reach them
+    assert {type(v) for v in out._prev} == {Sub, V}
     (first, second) = out._children
     assert type(first) is Sub and first.label == "a" and first.note == "kept"
     assert second.label == "three"
