@@ -406,7 +406,7 @@ private:
     template <bool Generic>
     bool sweep(NodeId root, double seed);
     template <bool Generic>
-    void sweep_native(std::ptrdiff_t top, std::ptrdiff_t stop, Mark* reached);
+    std::ptrdiff_t sweep_native(std::size_t top, Mark* reached);
     std::size_t py_backward_nodes_ = 0;  // how many PyBackward nodes the arena holds
     bool call_python_backward(NodeId id) {
         void* extras = extras_of(id);
