@@ -494,7 +494,7 @@ PyMethodDef value_methods[] = {
     {"sqrt", value_sqrt, METH_NOARGS, "Square root (nan below 0)."},
     {"backward", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(value_backward)),
      METH_VARARGS | METH_KEYWORDS,
-     "backward(gradient=1.0)\n--\n\nSet this Value's grad to `gradient` and accumulate gradients into every "
+     "backward($self, /, gradient=1.0)\n--\n\nSet this Value's grad to `gradient` and accumulate gradients into every "
      "Value it depends on."},
     {"item", value_item, METH_NOARGS, "The data, as a float (PyTorch's tensor.item())."},
     {"detach", value_detach, METH_NOARGS, "A new leaf Value with the same data, outside this graph."},
