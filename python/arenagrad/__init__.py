@@ -25,6 +25,7 @@ from .checkpoint import load, save
 from .compile import Compiled, compile
 from .config import show_config
 from .functional import grad, hessian, hvp
+from .grad_mode import is_grad_enabled, no_grad
 from .gradient_check import gradcheck
 
 __all__ = [
@@ -38,9 +39,11 @@ __all__ = [
     "gradcheck",
     "hessian",
     "hvp",
+    "is_grad_enabled",
     "linear",
     "load",
     "losses",
+    "no_grad",
     "optim",
     "save",
     "schedules",
