@@ -10,9 +10,15 @@
 // the eager arena, so a lane's values and its inputs' gradients are those of evaluating the
 // function eagerly on that lane.
 //
-// Gradients for invariant slots (parameters, constants) are one number shared by all lanes:
-// each node hands its per-lane contributions to a Sink, which sums them over the block (CPU)
-// or keeps them per lane for a later reduction (CUDA).
+// Gradients for invariant slots reach a Sink. Eager evaluation differentiates each lane on its
+// own and the lanes' parameter gradients are then added up, so the replay does the same: a
+// contribution to an invariant *op* (say `p * q`, computed once per forward) stays per lane,
+// in a row the sink holds for it, and backward_shared() then carries those rows through the
+// invariant part, lane by lane, down to its leaves (parameters and constants). Only a leaf's
+// contributions are summed over the lanes: over the block in a fixed order (CPU), or kept per
+// lane for a later fixed-order reduction (CUDA). So a lane sum never meets a local derivative
+// that eager evaluation applies per lane (an overflow in one would give inf where the other
+// is finite).
 #pragma once
 
 #include <cstddef>
@@ -61,12 +67,12 @@ AG_HOST_DEVICE inline void for_lanes(Operand a, Operand b, unsigned n, F f) {
     }
 }
 
-// A sink takes, for a shared slot, per-lane contributions c (add) or a[l] * b[l] (add_products).
-// A part with no invariant operands (the invariant part itself) never calls its sink.
-struct NoSink {
-    AG_HOST_DEVICE void add(std::uint32_t, const double*, unsigned) {}
-    AG_HOST_DEVICE void add_products(std::uint32_t, const double*, const double*, unsigned) {}
-};
+// A sink receives the per-lane gradient contributions to invariant slots:
+//   add(slot, c, n)             c[l] for each lane l < n
+//   add_products(slot, a, b, n) a[l] * b[l] for each lane
+//   row(slot)                   an invariant op's gradient row, one entry per lane (the
+//                               contributions add() gave it), which backward_shared() reads
+// A leaf's contributions may be summed over the lanes on arrival; an op's must stay per lane.
 
 // ---- one lane ------------------------------------------------------------------------
 // A block of one lane (the invariant part, a CUDA thread, a batch of one) runs each node on
@@ -351,6 +357,59 @@ AG_HOST_DEVICE inline void backward_sweep(const TapeView& t, const Lanes& x, Sin
         backward_one_lane(t, OneLane<true>{x}, sink);
     else
         backward_one_lane(t, OneLane<false>{x}, sink);
+}
+
+// ---- backward through the invariant part, per lane -----------------------------------
+
+// One invariant op: its operands and value are shared, so its local derivatives are computed
+// once; times each lane's grad (the sink's row for it), into each operand through the sink.
+template <Op O, int W, typename Sink>
+AG_HOST_DEVICE inline void backward_shared_node(const TapeView& inv, const double* values, Sink& sink, unsigned n,
+                                                std::uint32_t i) {
+    using Info = OpInfo<O>;
+    using Rule = typename Info::Rule;
+    const double* g = sink.row(i);
+    const double out = values[i];
+    double c[W];
+    auto send = [&](std::uint32_t slot, auto d) {  // the contributions d * g[l] to `slot`
+        if constexpr (is_one<decltype(d)>) {
+            sink.add(slot, g, n);
+        } else {
+            for (unsigned l = 0; l < n; ++l) c[l] = d * g[l];
+            sink.add(slot, c, n);
+        }
+    };
+    if constexpr (Info::kind == Kind::Unary) {
+        const std::uint32_t a = inv.a[i];
+        send(a, Rule::derivative(values[a], values[inv.b[i]], out));
+    } else if constexpr (Info::kind == Kind::Binary) {
+        const std::uint32_t a = inv.a[i], b = inv.b[i];
+        const Partials d = Rule::derivatives(values[a], values[b], out);
+        send(a, d.da);
+        send(b, d.db);
+    } else if constexpr (Info::kind == Kind::Nary) {
+        const std::uint32_t* ops = inv.nary + inv.a[i];
+        const std::uint32_t count = inv.b[i];
+        if constexpr (Rule::head == 1) send(ops[0], Rule::d_head(values[ops[0]], out));
+        for (std::uint32_t k = Rule::head; k + Rule::term <= count; k += Rule::term) {
+            if constexpr (Rule::term == 1) {
+                send(ops[k], Rule::d_term(values[ops[k]], out));
+            } else {
+                const Partials d = Rule::d_term(values[ops[k]], values[ops[k + 1]], out);
+                send(ops[k], d.da);
+                send(ops[k + 1], d.db);
+            }
+        }
+    }
+}
+
+// After the lane part's backward: the invariant part's ops, from the highest down, each
+// passing its per-lane grad row on to its operands (through the sink again: an op operand's
+// row, a leaf's sum). `values` are the invariant slots' values of the forward.
+template <int W, typename Sink>
+AG_HOST_DEVICE inline void backward_shared(const TapeView& inv, const double* values, Sink& sink, unsigned n) {
+    for (std::uint32_t i = inv.n_slots; i-- > inv.n_in;)
+        visit(inv.op[i], [&](auto info) { backward_shared_node<decltype(info)::op, W>(inv, values, sink, n, i); });
 }
 
 }  // namespace arenagrad

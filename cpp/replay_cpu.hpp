@@ -36,7 +36,7 @@
 
 namespace arenagrad {
 
-constexpr unsigned kTileLanes = 64;
+constexpr unsigned kTileLanes = 256;
 
 // A thread is worth starting for at least this many node-lanes (~20-50 us of work): below it,
 // waking and joining threads costs more than it saves (and far more on a busy machine).
@@ -80,17 +80,47 @@ inline double lane_sum(const double* a, const double* b, unsigned n) {
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+// A tile's sink: an invariant leaf's contributions are summed over the tile's lanes on
+// arrival (partial, one number per invariant slot); an invariant op's stay per lane, in its row
+// of `rows`, for backward_shared to carry on.
 struct TileSink {
-    double* partial;  // this tile's sum per invariant slot
-    void add(std::uint32_t slot, const double* c, unsigned n) { partial[slot] += lane_sum<false>(c, c, n); }
+    double* partial;        // this tile's sum per invariant slot
+    double* rows;           // gradient rows of the invariant ops, `stride` apart
+    std::size_t stride;
+    std::uint32_t first_op;  // invariant slots [0, first_op) are leaves, the rest ops
+
+    double* row(std::uint32_t slot) const { return rows + std::size_t(slot - first_op) * stride; }
+    void add(std::uint32_t slot, const double* c, unsigned n) {
+        if (slot < first_op) {
+            partial[slot] += lane_sum<false>(c, c, n);
+        } else {
+            double* r = row(slot);
+            for (unsigned l = 0; l < n; ++l) r[l] += c[l];
+        }
+    }
     void add_products(std::uint32_t slot, const double* a, const double* b, unsigned n) {
-        partial[slot] += lane_sum<true>(a, b, n);
+        if (slot < first_op) {
+            partial[slot] += lane_sum<true>(a, b, n);
+        } else {
+            double* r = row(slot);
+            for (unsigned l = 0; l < n; ++l) r[l] += a[l] * b[l];
+        }
     }
 };
 
+// The lanes of every tile but the last: all of a small batch (below one vector of 8 lanes),
+// else the batch rounded up to whole vectors, at most kTileLanes. It depends on the batch
+// alone, which fixes the order of the lane sums: results do not depend on the thread count.
+inline unsigned tile_width(std::size_t batch) {
+    if (batch < 8) return unsigned(std::max<std::size_t>(batch, 1));
+    return unsigned(std::min<std::size_t>(kTileLanes, (batch + 7) / 8 * 8));
+}
+
+// The walks over one tile, compiled for each instruction set (AG_HOT).
 AG_HOT inline void forward_tile(const TapeView& t, const Lanes& x) { forward_sweep(t, x); }
-AG_HOT inline void backward_tile(const TapeView& t, const Lanes& x, TileSink& sink) {
+AG_HOT inline void backward_tile(const TapeView& t, const TapeView& inv, const Lanes& x, TileSink& sink) {
     backward_sweep<kTileLanes>(t, x, sink);
+    if (inv.n_slots > inv.n_in) backward_shared<kTileLanes>(inv, x.inv, sink, x.n);
 }
 
 class CpuLaneReplay final : public LaneReplay {
@@ -99,7 +129,7 @@ public:
 
     void forward(const double* X, std::size_t batch, const double* shared, double* Y) override {
         shared_ = shared;
-        width_ = unsigned(std::min<std::size_t>(kTileLanes, std::max<std::size_t>(batch, 1)));
+        width_ = tile_width(batch);
         tiles_ = (batch + width_ - 1) / width_;
         const TapeView lane = tape_.lane.view();
         const std::size_t tile_size = std::size_t(lane.n_slots) * width_;
@@ -108,7 +138,7 @@ public:
         const std::int64_t tiles = std::int64_t(tiles_);
         [[maybe_unused]] const int threads = threads_for(lane, batch);  // read only by OpenMP
 #if defined(ARENAGRAD_WITH_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
 #endif
         for (std::int64_t tile = 0; tile < tiles; ++tile) {
             const std::size_t first = std::size_t(tile) * width_;
@@ -125,18 +155,20 @@ public:
     }
 
     void backward(const double* seed, double* input_grads, double* shared_grads) override {
-        const TapeView lane = tape_.lane.view();
+        const TapeView lane = tape_.lane.view(), inv = tape_.invariant.view();
         const std::size_t tile_size = std::size_t(lane.n_slots) * width_;
-        const std::size_t n_shared = tape_.invariant.n_slots();
+        const std::size_t n_shared = inv.n_slots;
+        // per tile: the lane slots' gradient rows, then the invariant ops' (see TileSink)
+        const std::size_t grads_size = std::size_t(lane.n_slots + inv.n_slots - inv.n_in) * width_;
         partial_.assign(tiles_ * n_shared, 0.0);
         const int threads = threads_for(lane, batch_);
         scratch_.resize(std::size_t(threads));
-        for (auto& grads : scratch_) grads.resize(tile_size);
+        for (auto& grads : scratch_) grads.resize(grads_size);
         const std::uint32_t k = lane.n_in, m = std::uint32_t(tape_.outputs.size());
         const std::int64_t tiles = std::int64_t(tiles_);
         const std::size_t batch = batch_;
 #if defined(ARENAGRAD_WITH_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
 #endif
         for (std::int64_t tile = 0; tile < tiles; ++tile) {
             int me = 0;
@@ -147,13 +179,13 @@ public:
             std::fill(grads.begin(), grads.end(), 0.0);
             const std::size_t first = std::size_t(tile) * width_;
             const Lanes x = block(values_.data() + std::size_t(tile) * tile_size, grads.data(), first, batch);
-            TileSink sink{partial_.data() + std::size_t(tile) * n_shared};
+            TileSink sink{partial_.data() + std::size_t(tile) * n_shared, grads.data() + tile_size, width_, inv.n_in};
             double c[kTileLanes];
             for (std::uint32_t j = 0; j < m; ++j) {
                 for (unsigned l = 0; l < x.n; ++l) c[l] = seed != nullptr ? seed[(first + l) * m + j] : 1.0;
                 accumulate(x, sink, tape_.outputs[j], c);
             }
-            backward_tile(lane, x, sink);
+            backward_tile(lane, inv, x, sink);
             for (std::uint32_t i = 0; i < k; ++i)
                 for (unsigned l = 0; l < x.n; ++l) input_grads[(first + l) * k + i] = x.grad[i * x.stride + l];
         }
