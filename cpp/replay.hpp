@@ -297,14 +297,16 @@ AG_HOST_DEVICE inline void backward_block(const TapeView& t, const Lanes& x, Sin
 
 // ---- sweeps ----------------------------------------------------------------------------
 
-// Values flow from the first n_in rows (filled by the caller) up through the ops.
+// Values flow from the first n_in rows (filled by the caller) up through the ops; a range
+// [first, last) of the slots runs them alone (the CPU runs layers between ranges).
 //
 // One lane: the switch over ops is written out here, not reached through visit(), and the
 // views are copies, so the compiler keeps the whole sweep in one loop without reloading them
 // (through visit's lambda it made a call per node, which is most of a node's cost here).
 template <bool Packed>
-AG_HOST_DEVICE inline void forward_one_lane(const TapeView t, const OneLane<Packed> x) {
-    for (std::uint32_t i = t.n_in; i < t.n_slots; ++i) {
+AG_HOST_DEVICE inline void forward_one_lane(const TapeView t, const OneLane<Packed> x, std::uint32_t first,
+                                            std::uint32_t last) {
+    for (std::uint32_t i = first; i < last; ++i) {
         switch (t.op[i]) {
             case Op::Leaf: break;
 #define AG_FORWARD_CASE(E, ...) \
@@ -315,24 +317,28 @@ AG_HOST_DEVICE inline void forward_one_lane(const TapeView t, const OneLane<Pack
     }
 }
 
-AG_HOST_DEVICE inline void forward_blocks(const TapeView& t, const Lanes& x) {
-    for (std::uint32_t i = t.n_in; i < t.n_slots; ++i)
+AG_HOST_DEVICE inline void forward_blocks(const TapeView& t, const Lanes& x, std::uint32_t first, std::uint32_t last) {
+    for (std::uint32_t i = first; i < last; ++i)
         visit(t.op[i], [&](auto info) { forward_block<decltype(info)::op>(t, x, i); });
 }
 
-AG_HOST_DEVICE inline void forward_sweep(const TapeView& t, const Lanes& x) {
+AG_HOST_DEVICE inline void forward_range(const TapeView& t, const Lanes& x, std::uint32_t first, std::uint32_t last) {
     if (x.n > 1)
-        forward_blocks(t, x);
+        forward_blocks(t, x, first, last);
     else if (x.stride == 1)
-        forward_one_lane(t, OneLane<true>{x});
+        forward_one_lane(t, OneLane<true>{x}, first, last);
     else
-        forward_one_lane(t, OneLane<false>{x});
+        forward_one_lane(t, OneLane<false>{x}, first, last);
 }
 
-// Gradients flow from the rows already seeded (outputs) down to the first n_in rows.
+AG_HOST_DEVICE inline void forward_sweep(const TapeView& t, const Lanes& x) { forward_range(t, x, t.n_in, t.n_slots); }
+
+// Gradients flow from the rows already seeded (outputs) down to the first n_in rows (or,
+// for a range, from slot last - 1 down to first).
 template <bool Packed, typename Sink>
-AG_HOST_DEVICE inline void backward_one_lane(const TapeView t, const OneLane<Packed> x, Sink& sink) {
-    for (std::uint32_t i = t.n_slots; i-- > t.n_in;) {
+AG_HOST_DEVICE inline void backward_one_lane(const TapeView t, const OneLane<Packed> x, Sink& sink,
+                                             std::uint32_t first, std::uint32_t last) {
+    for (std::uint32_t i = last; i-- > first;) {
         switch (t.op[i]) {
             case Op::Leaf: break;
 #define AG_BACKWARD_CASE(E, ...) \
@@ -344,19 +350,26 @@ AG_HOST_DEVICE inline void backward_one_lane(const TapeView t, const OneLane<Pac
 }
 
 template <int W, typename Sink>
-AG_HOST_DEVICE inline void backward_blocks(const TapeView& t, const Lanes& x, Sink& sink) {
-    for (std::uint32_t i = t.n_slots; i-- > t.n_in;)
+AG_HOST_DEVICE inline void backward_blocks(const TapeView& t, const Lanes& x, Sink& sink, std::uint32_t first,
+                                           std::uint32_t last) {
+    for (std::uint32_t i = last; i-- > first;)
         visit(t.op[i], [&](auto info) { backward_block<decltype(info)::op, W>(t, x, sink, i); });
 }
 
 template <int W, typename Sink>
-AG_HOST_DEVICE inline void backward_sweep(const TapeView& t, const Lanes& x, Sink& sink) {
+AG_HOST_DEVICE inline void backward_range(const TapeView& t, const Lanes& x, Sink& sink, std::uint32_t first,
+                                          std::uint32_t last) {
     if (x.n > 1)
-        backward_blocks<W>(t, x, sink);
+        backward_blocks<W>(t, x, sink, first, last);
     else if (x.stride == 1)
-        backward_one_lane(t, OneLane<true>{x}, sink);
+        backward_one_lane(t, OneLane<true>{x}, sink, first, last);
     else
-        backward_one_lane(t, OneLane<false>{x}, sink);
+        backward_one_lane(t, OneLane<false>{x}, sink, first, last);
+}
+
+template <int W, typename Sink>
+AG_HOST_DEVICE inline void backward_sweep(const TapeView& t, const Lanes& x, Sink& sink) {
+    backward_range<W>(t, x, sink, t.n_in, t.n_slots);
 }
 
 // ---- backward through the invariant part, per lane -----------------------------------
