@@ -12,8 +12,10 @@
 #include <cstring>
 
 #if defined(__GNUC__) && !defined(__clang__)
-// A Vec8 passed between functions compiled for different instruction sets changes how it is
-// passed; every function that takes one here is inlined into its caller, so no call sees it.
+// GCC warns that a Vec8 is passed and returned differently with and without AVX-512. The
+// functions that take or return one are always inlined into their callers, so no call crosses
+// that boundary. (Not popped: the warning comes where templates are instantiated, at the end
+// of the translation unit.)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
@@ -30,21 +32,21 @@ AG_INLINE Vec8 load8(const double* p) {
     std::memcpy(&v, p, sizeof v);
     return v;
 }
-AG_INLINE void store8(double* p, Vec8 v) { std::memcpy(p, &v, sizeof v); }
+AG_INLINE void store8(double* p, const Vec8& v) { std::memcpy(p, &v, sizeof v); }
 AG_INLINE Vec8 splat8(double s) { return Vec8{s, s, s, s, s, s, s, s}; }
-AG_INLINE double lane8(Vec8 v, unsigned l) { return v[l]; }
+AG_INLINE double lane8(const Vec8& v, unsigned l) { return v[l]; }
 
 // v where keep is all ones, +0.0 where it is all zeros (bitwise, so nan and -0.0 pass as they are)
 template <typename Mask>
-AG_INLINE Vec8 select8(Mask keep, Vec8 v) {
+AG_INLINE Vec8 select8(const Mask& keep, const Vec8& v) {
     return (Vec8)((Bits8)v & (Bits8)keep);
 }
 // micrograd's relu, `0 if a < 0 else a`: nan and -0.0 are kept
-AG_INLINE Vec8 relu8(Vec8 a) { return select8(~(a < splat8(0.0)), a); }
+AG_INLINE Vec8 relu8(const Vec8& a) { return select8(~(a < splat8(0.0)), a); }
 // relu's local derivative from its output, `1.0 if out > 0 else 0.0`
-AG_INLINE Vec8 relu_slope8(Vec8 out) { return select8(out > splat8(0.0), splat8(1.0)); }
+AG_INLINE Vec8 relu_slope8(const Vec8& out) { return select8(out > splat8(0.0), splat8(1.0)); }
 // v with lanes [n, 8) set to +0.0
-AG_INLINE Vec8 first_lanes8(Vec8 v, unsigned n) {
+AG_INLINE Vec8 first_lanes8(const Vec8& v, unsigned n) {
     const Vec8 index = {0, 1, 2, 3, 4, 5, 6, 7};
     return select8(index < splat8(double(n)), v);
 }
@@ -90,7 +92,7 @@ inline Vec8 first_lanes8(Vec8 v, unsigned n) {
 #endif
 
 // The lane sum's final step: its 8 running sums combined pairwise.
-AG_INLINE double pairwise8(Vec8 s) {
+AG_INLINE double pairwise8(const Vec8& s) {
     return ((lane8(s, 0) + lane8(s, 1)) + (lane8(s, 2) + lane8(s, 3))) +
            ((lane8(s, 4) + lane8(s, 5)) + (lane8(s, 6) + lane8(s, 7)));
 }
