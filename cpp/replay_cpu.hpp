@@ -83,6 +83,15 @@ struct TileSink {
     }
 };
 
+// A one-lane batch's sink: every invariant slot's gradient in one array, leaves and ops alike
+// (the lane sum of one lane is its contribution).
+struct OneLaneSink {
+    double* grads;  // per invariant slot
+
+    void add(std::uint32_t slot, const double* c, unsigned) { grads[slot] += c[0]; }
+    void add_products(std::uint32_t slot, const double* a, const double* b, unsigned) { grads[slot] += a[0] * b[0]; }
+};
+
 // The lanes of every tile but the last: all of a small batch (below one vector of 8 lanes),
 // else the batch rounded up to whole vectors, at most kTileLanes. It depends on the batch
 // alone, which fixes the order of the lane sums: results do not depend on the thread count.
@@ -110,6 +119,11 @@ AG_HOT inline void backward_slots(const TapeView& t, const Lanes& x, TileSink& s
 }
 AG_HOT inline void backward_invariant(const TapeView& inv, const Lanes& x, TileSink& sink) {
     backward_shared<kTileLanes>(inv, x.inv, sink, x.n);
+}
+
+AG_HOT inline void backward_one(const TapeView& t, const Lanes& x, OneLaneSink& sink, std::uint32_t first,
+                                std::uint32_t end) {
+    backward_one_lane(t, OneLane<true>{x}, sink, first, end);
 }
 
 inline bool layer_kernels_enabled() {
@@ -161,6 +175,7 @@ public:
     }
 
     void backward(const double* seed, double* input_grads, double* shared_grads) override {
+        if (batch_ == 1) return backward_one_lane_batch(seed, input_grads, shared_grads);
         const TapeView lane = tape_.lane.view(), inv = tape_.invariant.view();
         const std::size_t tile_size = std::size_t(lane.n_slots) * stride_;
         const std::size_t n_shared = inv.n_slots;
@@ -255,6 +270,31 @@ private:
             }
         }
         if (inv.n_slots > inv.n_in) backward_invariant(inv, x, sink);
+    }
+
+    // A batch of one lane: each invariant slot's gradient is one number, so the lane part's
+    // contributions go straight into shared_grads (OneLaneSink) and the invariant part runs
+    // backward as a one-lane block of its own. The same bits as the tiled path: there, a
+    // leaf's one-lane sum starts at 0.0 and is added to a total that starts at 0.0, and an
+    // op's row of one entry is this entry.
+    void backward_one_lane_batch(const double* seed, double* input_grads, double* shared_grads) {
+        const TapeView lane = tape_.lane.view(), inv = tape_.invariant.view();
+        scratch_.resize(1);
+        std::vector<double>& grads = scratch_[0].grads;
+        grads.assign(lane.n_slots, 0.0);
+        std::fill_n(shared_grads, inv.n_slots, 0.0);
+        const Lanes x = block(values_.data(), grads.data(), 0, 1);
+        OneLaneSink sink{shared_grads};
+        const std::uint32_t m = std::uint32_t(tape_.outputs.size());
+        for (std::uint32_t j = 0; j < m; ++j) {
+            const double c[1] = {seed != nullptr ? seed[j] : 1.0};
+            accumulate(x, sink, tape_.outputs[j], c);
+        }
+        backward_one(lane, x, sink, lane.n_in, lane.n_slots);
+        // The invariant part's slots are its own (no shared operands): its sink is never used.
+        const Lanes shared{const_cast<double*>(shared_), shared_grads, 1, 1, nullptr};
+        backward_one(inv, shared, sink, inv.n_in, inv.n_slots);
+        for (std::uint32_t i = 0; i < lane.n_in; ++i) input_grads[i] = grads[i];
     }
 
     // Threads for a sweep: as many as allowed, but not more than tiles or than the work
