@@ -111,7 +111,8 @@ public:
             throw py::value_error("X must have shape (batch, n_inputs)");
         const std::size_t batch = std::size_t(X.shape(0));
         const NodeId* ids = external_ids();
-        for (std::size_t e = 0; e < params_.size(); ++e) params_[e] = arena().data[ids[e]];
+        const double* data = arena().data.data();
+        for (std::size_t e = 0; e < params_.size(); ++e) params_[e] = data[ids[e]];
         Matrix Y({batch, tape.outputs.size()});
         const double* x = X.data();
         double* y = Y.mutable_data();
@@ -134,14 +135,16 @@ public:
         const double* param_grads = nullptr;
         without_gil([&] { param_grads = replay_.backward(seeds, dX); });
         const NodeId* ids = external_ids();
-        for (std::size_t e = 0; e < externals_.size(); ++e) arena().grad[ids[e]] += param_grads[e];
+        double* grad = arena().grad.data();
+        for (std::size_t e = 0; e < externals_.size(); ++e) grad[ids[e]] += param_grads[e];
         return input_grads;
     }
 
     // The training loop's two loops over parameters, as one native call each.
     void zero_grad() {
         const NodeId* ids = external_ids();
-        for (std::size_t e = 0; e < externals_.size(); ++e) arena().grad[ids[e]] = 0.0;
+        double* grad = arena().grad.data();
+        for (std::size_t e = 0; e < externals_.size(); ++e) grad[ids[e]] = 0.0;
     }
     void sgd_step(double learning_rate) {
         Arena& graph = arena();

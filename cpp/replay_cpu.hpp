@@ -228,7 +228,7 @@ public:
 
 private:
     struct Scratch {  // per thread
-        std::vector<double> grads;  // a tile's gradient rows
+        AlignedDoubles grads;  // a tile's gradient rows
         std::vector<double> layer;  // a layer kernel's weight gradients over a tile
     };
 
@@ -241,7 +241,7 @@ private:
     unsigned width_ = 1, stride_ = 1;  // lanes per tile, distance between a tile's rows
     bool layers_ = false;                        // whether the last forward ran the layer kernels
     const double* shared_ = nullptr;             // the invariant values of the last forward
-    std::vector<double> values_;                 // lane part: [tile][slot][lane in tile]
+    AlignedDoubles values_;                      // lane part: [tile][slot][lane in tile]
     std::vector<double> partial_;                // [tile][invariant slot]
     std::vector<Scratch> scratch_;
 
@@ -280,7 +280,7 @@ private:
     void backward_one_lane_batch(const double* seed, double* input_grads, double* shared_grads) {
         const TapeView lane = tape_.lane.view(), inv = tape_.invariant.view();
         scratch_.resize(1);
-        std::vector<double>& grads = scratch_[0].grads;
+        AlignedDoubles& grads = scratch_[0].grads;
         grads.assign(lane.n_slots, 0.0);
         std::fill_n(shared_grads, inv.n_slots, 0.0);
         const Lanes x = block(values_.data(), grads.data(), 0, 1);
