@@ -1,4 +1,5 @@
-// The lane part of a replay on the CPU: lanes in tiles, tiles handed out to OpenMP threads.
+// The lane part of a replay on the CPU: lanes in tiles, tiles handed out to threads
+// (replay_pool.hpp; set_num_threads sets how many).
 //
 // Why tiles: a tile's rows (every slot of its lanes) stay in L2 while the walk sweeps the
 // tape, and the inner loops run over neighbouring lanes, which vectorise. The tile width is
@@ -19,17 +20,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
-
-#if defined(ARENAGRAD_WITH_OPENMP)
-#include <omp.h>
-#endif
 
 #include "config.hpp"
 #include "layer_kernels.hpp"
 #include "layers.hpp"
 #include "replay.hpp"
 #include "replay_driver.hpp"
+#include "replay_pool.hpp"
 #include "simd.hpp"
 #include "tape.hpp"
 
@@ -126,6 +125,15 @@ AG_HOT inline void backward_one(const TapeView& t, const Lanes& x, OneLaneSink& 
     backward_one_lane(t, OneLane<true>{x}, sink, first, end);
 }
 
+// f(tile, worker) for every tile in [0, tiles), on up to `threads` threads (replay_pool.hpp).
+template <typename F>
+void for_tiles(std::size_t tiles, int threads, F&& f) {
+    using Body = std::remove_reference_t<F>;
+    TilePool::instance().run(
+        tiles, threads, [](void* body, std::size_t tile, int worker) { (*static_cast<Body*>(body))(tile, worker); },
+        &f);
+}
+
 inline bool layer_kernels_enabled() {
     const char* flag = std::getenv("ARENAGRAD_LAYER_KERNELS");
     return flag == nullptr || std::strcmp(flag, "0") != 0;
@@ -155,12 +163,7 @@ public:
         const std::size_t tile_size = std::size_t(lane.n_slots) * stride_;
         values_.resize(tiles_ * tile_size);
         const std::uint32_t k = lane.n_in, m = std::uint32_t(tape_.outputs.size());
-        const std::int64_t tiles = std::int64_t(tiles_);
-        [[maybe_unused]] const int threads = threads_for(batch);  // read only by OpenMP
-#if defined(ARENAGRAD_WITH_OPENMP)
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-#endif
-        for (std::int64_t tile = 0; tile < tiles; ++tile) {
+        for_tiles(tiles_, threads_for(batch), [&](std::size_t tile, int) {
             const std::size_t first = std::size_t(tile) * width_;
             const Lanes x = block(values_.data() + std::size_t(tile) * tile_size, nullptr, first, batch);
             for (std::uint32_t i = 0; i < k; ++i)
@@ -170,7 +173,7 @@ public:
                 const Operand out = operand(x, tape_.outputs[j]);
                 for (unsigned l = 0; l < x.n; ++l) Y[(first + l) * m + j] = out.p[out.lane ? l : 0];
             }
-        }
+        });
         batch_ = batch;
     }
 
@@ -189,17 +192,9 @@ public:
             s.layer.resize(scratch_size_);
         }
         const std::uint32_t k = lane.n_in, m = std::uint32_t(tape_.outputs.size());
-        const std::int64_t tiles = std::int64_t(tiles_);
         const std::size_t batch = batch_;
-#if defined(ARENAGRAD_WITH_OPENMP)
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-#endif
-        for (std::int64_t tile = 0; tile < tiles; ++tile) {
-            int me = 0;
-#if defined(ARENAGRAD_WITH_OPENMP)
-            me = omp_get_thread_num();
-#endif
-            Scratch& scratch = scratch_[std::size_t(me)];
+        for_tiles(tiles_, threads, [&](std::size_t tile, int worker) {
+            Scratch& scratch = scratch_[std::size_t(worker)];
             const std::size_t first = std::size_t(tile) * width_;
             const Lanes x = block(values_.data() + std::size_t(tile) * tile_size, scratch.grads.data(), first, batch);
             if (layers_) {
@@ -217,7 +212,7 @@ public:
             backward_tile(lane, inv, x, sink, scratch.layer.data());
             for (std::uint32_t i = 0; i < k; ++i)
                 for (unsigned l = 0; l < x.n; ++l) input_grads[(first + l) * k + i] = x.grad[i * x.stride + l];
-        }
+        });
         // The tiles' sums, added in tile order.
         std::fill_n(shared_grads, n_shared, 0.0);
         for (std::size_t tile = 0; tile < tiles_; ++tile) {
@@ -300,15 +295,8 @@ private:
     // Threads for a sweep: as many as allowed, but not more than tiles or than the work
     // pays for. (Which thread runs a tile never changes the results.)
     int threads_for(std::size_t batch) const {
-        int threads = 1;
-#if defined(ARENAGRAD_WITH_OPENMP)
         const std::size_t work = (work_per_lane_ + 1) * batch / kMinWorkPerThread;
-        threads =
-            int(std::min<std::size_t>({std::size_t(usable_threads()), tiles_, std::max<std::size_t>(work, 1)}));
-#else
-        (void)batch;
-#endif
-        return threads;
+        return int(std::min<std::size_t>({std::size_t(usable_threads()), tiles_, std::max<std::size_t>(work, 1)}));
     }
 
     Lanes block(double* values, double* grads, std::size_t first, std::size_t batch) const {
