@@ -230,6 +230,23 @@ def test_parameters_only_output_gets_each_lanes_seed_separately():
     assert q.grad == 0.5 * 1e308
 
 
+def test_parameters_only_nodes_in_a_batch_of_one_lane():
+    # one lane: a parameter's gradient is eager evaluation's, bit for bit (the one-lane batch
+    # sends the invariant gradients straight into one array and runs that part as one lane)
+    def build(E, p, x):
+        s = p[0] * p[1] + p[2]
+        t = (s * p[0]).tanh()
+        return E.linear(s, [t, s], [x[0], x[1]]) * s + (t * x[1]).relu() + (p[0] * p[1]) * x[0]
+
+    rng = np.random.default_rng(12)
+    for scale in (1.0, 1e300):
+        params = list(rng.normal(size=3))
+        X = rng.normal(size=(1, 2)) * scale
+        _, got = replay_grads(build, params, X)
+        want = eager_lane_sum(build, params, X)
+        assert all(same(g, w) for g, w in zip(got, want, strict=True)), (scale, got, want)
+
+
 def test_parameters_only_nodes_per_lane_match_eager_on_random_values():
     rng = np.random.default_rng(11)
 

@@ -8,6 +8,7 @@ comparisons below compile the same function both ways."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -77,8 +78,13 @@ def test_mlp_same_bits_as_the_generic_walk_for_any_lane_count(B, threads, monkey
     random.seed(B)
     model = MLP(3, [13, 6, 2])
     fast, _, _, _ = check_against_generic(
-        lambda a, b, c: model([a, b, c]), model.parameters(), 3, B, monkeypatch,
-        np.random.default_rng(B), n_out=2,
+        lambda a, b, c: model([a, b, c]),
+        model.parameters(),
+        3,
+        B,
+        monkeypatch,
+        np.random.default_rng(B),
+        n_out=2,
     )
     assert fast.n_lane_nodes == 13 * 2 + 6 * 2 + 2
 
@@ -96,8 +102,14 @@ def test_random_layer_shapes(case, threads, monkeypatch):
             neuron.nonlin = False
     B = int(rng.choice([5, 8, 31, 77, 130, 259]))
     check_against_generic(
-        lambda *xs: model(list(xs)), model.parameters(), n_in, B, monkeypatch, rng,
-        n_out=widths[-1], thread_counts=(1, 2),
+        lambda *xs: model(list(xs)),
+        model.parameters(),
+        n_in,
+        B,
+        monkeypatch,
+        rng,
+        n_out=widths[-1],
+        thread_counts=(1, 2),
     )
 
 
@@ -192,6 +204,65 @@ def test_a_wide_layer_over_many_tiles(threads, monkeypatch):
     random.seed(2)
     model = MLP(2, [64, 64, 1])
     check_against_generic(
-        lambda a, b: model([a, b]), model.parameters(), 2, 1500, monkeypatch,
-        np.random.default_rng(4), thread_counts=(1, 2, 3),
+        lambda a, b: model([a, b]),
+        model.parameters(),
+        2,
+        1500,
+        monkeypatch,
+        np.random.default_rng(4),
+        thread_counts=(1, 2, 3),
     )
+
+
+def oracle_layers(E, params, xs, widths, relu_last=False):
+    """Dense layers written with `linear` (nn.Layer's shape) over `params`, in engine E."""
+    h, at = list(xs), 0
+    for i, width in enumerate(widths):
+        out = []
+        for _ in range(width):
+            b, ws = params[at], params[at + 1 : at + 1 + len(h)]
+            at += 1 + len(h)
+            v = E.linear(b, ws, h)
+            out.append(v.relu() if i < len(widths) - 1 or relu_last else v)
+        h = out
+    return h
+
+
+@pytest.mark.parametrize(("n_in", "widths"), [(2, [16, 16, 1]), (3, [13, 7, 2]), (1, [9, 1])])
+@pytest.mark.parametrize("B", [1, 9, 100, 259])
+def test_layers_match_the_oracle(n_in, widths, B, threads):
+    """Against the pure-Python oracle (reference.py), lane by lane: outputs and input gradients
+    bit for bit, parameter gradients the lanes' sum (to rounding), with 1 and 2 threads."""
+    from arenagrad import reference
+
+    rng = np.random.default_rng(B * 10 + n_in)
+    sizes = [n_in, *widths]
+    n_params = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+    values = [float(v) for v in rng.normal(size=n_params)]
+    params = [Value(v) for v in values]
+    f = arenagrad.compile(lambda *xs: oracle_layers(arenagrad, params, xs, widths), n_in)
+    X = rng.normal(size=(B, n_in))
+    seed = rng.normal(size=(B, widths[-1]))
+    results = []
+    for count in (1, 2):
+        arenagrad.set_num_threads(count)
+        results.append(run(f, params, X, seed))
+    for part, (a, b) in enumerate(zip(*results, strict=True)):
+        assert_same_bits(a, b, f"1 vs 2 threads, part {part}")
+    Y, G, grads = results[0]
+    Y = np.reshape(Y, (B, -1))
+    ps = [reference.Value(v) for v in values]
+    total = [0.0] * n_params
+    scale = [0.0] * n_params
+    for b in range(B):
+        xs = [reference.Value(float(v)) for v in X[b]]
+        outs = oracle_layers(reference, ps, xs, widths)
+        assert_same_bits([o.data for o in outs], Y[b], f"lane {b} outputs")
+        for p in ps:
+            p.grad = 0.0
+        reference.sum([o * float(s) for o, s in zip(outs, seed[b], strict=True)]).backward()
+        assert_same_bits([x.grad for x in xs], G[b], f"lane {b} input gradients")
+        total = [t + p.grad for t, p in zip(total, ps, strict=True)]
+        scale = [s + abs(p.grad) for s, p in zip(scale, ps, strict=True)]
+    for i, (got, want, s) in enumerate(zip(grads, total, scale, strict=True)):
+        assert abs(got - want) <= 1e-12 * max(s, 1e-300), (i, got, want)
