@@ -442,13 +442,13 @@ class TorchStep:
         return float(total.detach())
 
 
-def step_engines(width: int, B: int) -> list[Any]:
+def step_engines(width: int, B: int, only_arenagrad: bool = False) -> list[Any]:
     """Every installed engine for one (width, batch), from the same initial weights."""
     X, y = moons_batch(B)
     model = seeded_mlp(width)
     weights = weights_of(model)
     engines: list[Any] = [ArenagradStep(model, X, y)]
-    for make in (JaxStep, TorchStep):
+    for make in () if only_arenagrad else (JaxStep, TorchStep):
         with contextlib.suppress(ImportError):
             engines.append(make(weights, X, y))
     return engines
@@ -464,11 +464,11 @@ def check_same_losses(engines: list[Any], steps: int = 3) -> None:
 
 
 def time_steps(
-    width: int, B: int, rounds: int, min_time: float
+    width: int, B: int, rounds: int, min_time: float, only_arenagrad: bool = False
 ) -> tuple[list[str], dict[str, list[float]]]:
     """Seconds per training step of every engine, one list per engine (one entry per round):
     in each round every engine runs enough steps to fill min_time / rounds, in turn."""
-    engines = step_engines(width, B)
+    engines = step_engines(width, B, only_arenagrad)
     check_same_losses(engines)
     calls = {}
     for engine in engines:
@@ -488,7 +488,9 @@ def time_steps(
     return [engine.name for engine in engines], times
 
 
-def step_child(threads: int, rounds: int, min_time: float) -> dict[str, Any]:
+def step_child(
+    threads: int, rounds: int, min_time: float, only_arenagrad: bool = False
+) -> dict[str, Any]:
     """One thread count's whole table, in this process (run by step_table in a child)."""
     arenagrad.set_num_threads(threads)
     try:
@@ -500,30 +502,62 @@ def step_child(threads: int, rounds: int, min_time: float) -> dict[str, Any]:
     results = []
     for width in STEP_WIDTHS:
         for B in STEP_BATCHES:
-            names, times = time_steps(width, B, rounds, min_time)
+            names, times = time_steps(width, B, rounds, min_time, only_arenagrad)
             results.append({"width": width, "batch": B, "engines": names, "times": times})
     return {"threads": threads, "results": results}
 
 
+def run_step_child(
+    python: str, threads: int, rounds: int, min_time: float, only_arenagrad: bool
+) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.setdefault("OMP_PROC_BIND", "true")
+    if threads == 1:
+        flags = env.get("XLA_FLAGS", "")
+        env["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+    argv = [python, __file__, "--step-child", str(threads)]
+    argv += ["--rounds", str(rounds), "--min-time", str(min_time)]
+    argv += ["--only-arenagrad"] if only_arenagrad else []
+    child = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if child.returncode != 0:
+        raise RuntimeError(f"step child ({python}, {threads} threads) failed:\n{child.stderr}")
+    table: dict[str, Any] = json.loads(child.stdout.splitlines()[-1])
+    return table
+
+
 def step_table(
-    thread_counts: tuple[int, ...], rounds: int, min_time: float
+    thread_counts: tuple[int, ...],
+    rounds: int,
+    min_time: float,
+    before: str | None = None,
+    repeats: int = 1,
 ) -> list[dict[str, Any]]:
-    """Runs step_child in a fresh process per thread count. With 1 thread every engine is
-    pinned to one CPU (XLA and PyTorch keep helper threads otherwise) and XLA's Eigen pool is
-    single-threaded; OMP_PROC_BIND=true unless set."""
+    """Runs step_child in fresh processes, `repeats` per thread count, each timing `rounds`
+    rounds; their times are pooled. With 1 thread every engine is pinned to one CPU (XLA and
+    PyTorch keep helper threads otherwise) and XLA's Eigen pool is single-threaded;
+    OMP_PROC_BIND=true unless set. `before`: another Python whose arenagrad (an older build)
+    is timed too, in children alternating with this one's, as the engine "before"."""
     tables = []
     for threads in thread_counts:
-        env = dict(os.environ)
-        env.setdefault("OMP_PROC_BIND", "true")
-        if threads == 1:
-            flags = env.get("XLA_FLAGS", "")
-            env["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
-        argv = [sys.executable, __file__, "--step-child", str(threads)]
-        argv += ["--rounds", str(rounds), "--min-time", str(min_time)]
-        child = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if child.returncode != 0:
-            raise RuntimeError(f"step child ({threads} threads) failed:\n{child.stderr}")
-        tables.append(json.loads(child.stdout.splitlines()[-1]))
+        pooled: dict[tuple[int, int], dict[str, Any]] = {}
+        for _ in range(repeats):
+            runs = [(sys.executable, False, "")]
+            if before is not None:
+                runs.append((before, True, "before: "))
+            for python, only_arenagrad, prefix in runs:
+                table = run_step_child(python, threads, rounds, min_time, only_arenagrad)
+                for r in table["results"]:
+                    into = pooled.setdefault(
+                        (r["width"], r["batch"]),
+                        {"width": r["width"], "batch": r["batch"], "engines": [], "times": {}},
+                    )
+                    for name in r["engines"]:
+                        label = prefix + name
+                        if label not in into["times"]:
+                            into["engines"].append(label)
+                            into["times"][label] = []
+                        into["times"][label].extend(r["times"][name])
+        tables.append({"threads": threads, "results": list(pooled.values())})
     return tables
 
 
@@ -606,13 +640,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1,2", help="thread counts of the steps section")
     parser.add_argument("--step-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=7, help="rounds of the steps section")
+    parser.add_argument(
+        "--before",
+        metavar="PYTHON",
+        help="steps section: also time the arenagrad that this Python imports (an older build), "
+        "in child processes alternating with this one's",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        help="steps section: child processes per thread count (default 1, 3 with --before)",
+    )
+    parser.add_argument("--only-arenagrad", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--min-time", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     min_time = args.min_time or (0.05 if args.quick else 0.3)
     if args.step_child is not None:
         if args.step_child == 1 and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-        print(json.dumps(step_child(args.step_child, args.rounds, min_time)))
+        print(json.dumps(step_child(args.step_child, args.rounds, min_time, args.only_arenagrad)))
         return 0
 
     arenagrad.show_config()
@@ -664,7 +710,8 @@ def demo_section(args: argparse.Namespace, min_time: float) -> None:
 def steps_section(args: argparse.Namespace, min_time: float) -> None:
     threads = tuple(int(n) for n in args.threads.split(","))
     rounds = 3 if args.quick else args.rounds
-    print_step_tables(step_table(threads, rounds, min_time))
+    repeats = args.repeats or (3 if args.before else 1)
+    print_step_tables(step_table(threads, rounds, min_time, args.before, repeats))
 
 
 def single_section(args: argparse.Namespace, min_time: float) -> None:
