@@ -21,6 +21,15 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <vector>
+
+#if defined(ARENAGRAD_WITH_OPENMP)
+#include <omp.h>
+#endif
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
 
 #include "config.hpp"
 
@@ -93,13 +102,40 @@ private:
     // Up to n helpers (under mutex_). Without them (no threads to be had), the caller runs
     // every tile itself.
     void start_helpers(int n) {
+        const int place = bound_place();
         try {
             while (helpers_ < n) {
-                std::thread(&TilePool::helper_loop, this, helpers_ + 1).detach();
+                std::thread helper(&TilePool::helper_loop, this, helpers_ + 1);
                 ++helpers_;
+                bind_to_place(helper, helpers_, place);
+                helper.detach();
             }
         } catch (const std::system_error&) {
         }
+    }
+
+    // With OMP_PROC_BIND, OpenMP binds the calling (initial) thread to a place, and a thread
+    // it starts inherits that binding: every helper would share the caller's core. So helper
+    // k is bound as OpenMP binds its thread k, to the k-th place after the caller's.
+    // bound_place(): the caller's place, or -1 when it is not bound (helpers then run anywhere).
+    static int bound_place() {
+#if defined(ARENAGRAD_WITH_OPENMP) && defined(__linux__)
+        if (omp_get_proc_bind() != omp_proc_bind_false && omp_get_num_places() > 1) return omp_get_place_num();
+#endif
+        return -1;
+    }
+    static void bind_to_place([[maybe_unused]] std::thread& helper, [[maybe_unused]] int worker,
+                              [[maybe_unused]] int caller_place) {
+#if defined(ARENAGRAD_WITH_OPENMP) && defined(__linux__)
+        if (caller_place < 0) return;
+        const int place = (caller_place + worker) % omp_get_num_places();
+        std::vector<int> ids(std::size_t(omp_get_place_num_procs(place)));
+        omp_get_place_proc_ids(place, ids.data());
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        for (int id : ids) CPU_SET(id, &set);
+        pthread_setaffinity_np(helper.native_handle(), sizeof set, &set);  // if refused, it runs anywhere
+#endif
     }
 
     // Runs tiles of job `epoch` while any are left; returns how many.
