@@ -512,6 +512,10 @@ def run_step_child(
 ) -> dict[str, Any]:
     env = dict(os.environ)
     env.setdefault("OMP_PROC_BIND", "true")
+    # PyTorch's OpenMP threads otherwise spin for a while after each of its ops, taking the
+    # CPU from the engine timed next in the same process (arenagrad's 2-thread steps measured
+    # up to 3x slower, JAX's not at all).
+    env.setdefault("OMP_WAIT_POLICY", "passive")
     if threads == 1:
         flags = env.get("XLA_FLAGS", "")
         env["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
@@ -535,8 +539,9 @@ def step_table(
     """Runs step_child in fresh processes, `repeats` per thread count, each timing `rounds`
     rounds; their times are pooled. With 1 thread every engine is pinned to one CPU (XLA and
     PyTorch keep helper threads otherwise) and XLA's Eigen pool is single-threaded;
-    OMP_PROC_BIND=true unless set. `before`: another Python whose arenagrad (an older build)
-    is timed too, in children alternating with this one's, as the engine "before"."""
+    OMP_PROC_BIND=true and OMP_WAIT_POLICY=passive unless set. `before`: another Python
+    whose arenagrad (an older build) is timed too, in children alternating with this one's,
+    as the engine "before"."""
     tables = []
     for threads in thread_counts:
         pooled: dict[tuple[int, int], dict[str, Any]] = {}
