@@ -254,6 +254,66 @@ inline void layer_backward(const Layer& layer, const double* w, const Lanes& x, 
     }
 }
 
+// ---- one lane ----------------------------------------------------------------------------
+// A batch of one lane (rows one apart): the same sums on scalars, NR neurons (forward) or KR
+// inputs (input gradients) at a time, so that NR independent sums are in flight instead of
+// one chain of dependent additions per neuron. The weights' gradients go to `grads`, one per
+// invariant slot (the one-lane batch's sink), in the generic walk's order.
+
+template <int NR>
+AG_INLINE void forward_one_block(const Layer& layer, const double* w, const double* bias, double* val,
+                                 std::uint32_t n0, int rows) {
+    double acc[NR];
+    for (int r = 0; r < NR; ++r) acc[r] = bias[r];
+    for (std::uint32_t k = 0; k < layer.inputs; ++k) {
+        const double xk = val[layer.x[k]];
+        for (int r = 0; r < NR; ++r) acc[r] = acc[r] + w[std::size_t(k) * NR + r] * xk;
+    }
+    for (int r = 0; r < rows; ++r) {
+        double* out = val + layer.linear_slot(n0 + r);
+        if (layer.keep_linear) out[0] = acc[r];
+        if (layer.relu) out[1] = rules::Relu::forward(acc[r], acc[r]);
+    }
+}
+
+template <int NR>
+inline void layer_forward_one(const Layer& layer, const double* w, const double* bias, const Lanes& x) {
+    for (std::uint32_t n0 = 0; n0 < layer.neurons; n0 += NR)
+        forward_one_block<NR>(layer, w + std::size_t(n0) * layer.inputs, bias + n0, x.val, n0,
+                              int(std::min<std::uint32_t>(NR, layer.neurons - n0)));
+}
+
+template <int KR>
+AG_INLINE void input_grad_one_block(const Layer& layer, const double* w, double* grad, std::uint32_t k0, int rows) {
+    double acc[KR];
+    for (int r = 0; r < KR; ++r) acc[r] = r < rows ? grad[layer.x[k0 + r]] : 0.0;
+    for (std::uint32_t n = layer.neurons; n-- > 0;) {
+        const double g = grad[layer.linear_slot(n)];
+        for (int r = 0; r < KR; ++r) acc[r] = acc[r] + w[std::size_t(n) * KR + r] * g;
+    }
+    for (int r = 0; r < rows; ++r) grad[layer.x[k0 + r]] = acc[r];
+}
+
+template <int KR>
+inline void layer_backward_one(const Layer& layer, const double* w, const Lanes& x, double* grads) {
+    const std::uint32_t N = layer.neurons, K = layer.inputs;
+    if (layer.relu) {
+        for (std::uint32_t n = 0; n < N; ++n) {
+            const std::uint32_t s = layer.linear_slot(n);
+            const double out = x.val[s + 1], slope = rules::Relu::derivative(out, out, out);
+            x.grad[s] = (layer.keep_linear ? x.grad[s] : 0.0) + slope * x.grad[s + 1];
+        }
+    }
+    for (std::uint32_t k0 = 0; k0 < K; k0 += KR)
+        input_grad_one_block<KR>(layer, w + std::size_t(k0) * N, x.grad, k0, int(std::min<std::uint32_t>(KR, K - k0)));
+    for (std::uint32_t n = N; n-- > 0;) {
+        const double g = x.grad[layer.linear_slot(n)];
+        grads[layer.bias[n]] += g;
+        const std::uint32_t* weight = layer.weight.data() + std::size_t(n) * K;
+        for (std::uint32_t k = 0; k < K; ++k) grads[weight[k]] += x.val[layer.x[k]] * g;
+    }
+}
+
 // ---- one set of kernels per instruction set -------------------------------------------
 
 // A layer's weights packed for the kernels of its replay, refreshed at every forward.
@@ -267,6 +327,8 @@ struct LayerKernels {
     void (*pack)(const Layer&, const double* shared, PackedLayer&);
     void (*forward)(const Layer&, const PackedLayer&, const Lanes&);
     void (*backward)(const Layer&, const PackedLayer&, const Lanes&, double* partial, double* scratch);
+    void (*forward_one)(const Layer&, const PackedLayer&, const Lanes&);  // a batch of one lane
+    void (*backward_one)(const Layer&, const PackedLayer&, const Lanes&, double* grads);
 };
 
 // Forward: NR neurons x LV vectors of lanes per block; backward: KR inputs x LB vectors (dx),
@@ -286,6 +348,12 @@ struct Blocked {
     AG_INLINE static void backward(const Layer& layer, const PackedLayer& p, const Lanes& x, double* partial,
                                    double* scratch) {
         layer_backward<KR, LB, NW, KW>(layer, p.backward.data(), x, partial, scratch);
+    }
+    AG_INLINE static void forward_one(const Layer& layer, const PackedLayer& p, const Lanes& x) {
+        layer_forward_one<NR>(layer, p.forward.data(), p.bias.data(), x);
+    }
+    AG_INLINE static void backward_one(const Layer& layer, const PackedLayer& p, const Lanes& x, double* grads) {
+        layer_backward_one<KR>(layer, p.backward.data(), x, grads);
     }
 };
 
@@ -315,6 +383,26 @@ AG_LAYER_TARGET("avx2")
 inline void backward_avx2(const Layer& l, const PackedLayer& p, const Lanes& x, double* partial, double* scratch) {
     BlockedAvx2::backward(l, p, x, partial, scratch);
 }
+AG_LAYER_TARGET("avx512f")
+inline void forward_one_avx512(const Layer& l, const PackedLayer& p, const Lanes& x) {
+    BlockedAvx512::forward_one(l, p, x);
+}
+AG_LAYER_TARGET("avx512f")
+inline void backward_one_avx512(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads) {
+    BlockedAvx512::backward_one(l, p, x, grads);
+}
+AG_LAYER_TARGET("avx2")
+inline void forward_one_avx2(const Layer& l, const PackedLayer& p, const Lanes& x) { BlockedAvx2::forward_one(l, p, x); }
+AG_LAYER_TARGET("avx2")
+inline void backward_one_avx2(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads) {
+    BlockedAvx2::backward_one(l, p, x, grads);
+}
+inline void forward_one_baseline(const Layer& l, const PackedLayer& p, const Lanes& x) {
+    BlockedBaseline::forward_one(l, p, x);
+}
+inline void backward_one_baseline(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads) {
+    BlockedBaseline::backward_one(l, p, x, grads);
+}
 inline void forward_baseline(const Layer& l, const PackedLayer& p, const Lanes& x) {
     BlockedBaseline::forward(l, p, x);
 }
@@ -327,10 +415,14 @@ inline void backward_baseline(const Layer& l, const PackedLayer& p, const Lanes&
 inline LayerKernels layer_kernels() {
 #if AG_LAYER_DISPATCH
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return {"avx512f", BlockedAvx512::pack, forward_avx512, backward_avx512};
-    if (__builtin_cpu_supports("avx2")) return {"avx2", BlockedAvx2::pack, forward_avx2, backward_avx2};
+    if (__builtin_cpu_supports("avx512f"))
+        return {"avx512f",       BlockedAvx512::pack, forward_avx512,
+                backward_avx512, forward_one_avx512,  backward_one_avx512};
+    if (__builtin_cpu_supports("avx2"))
+        return {"avx2", BlockedAvx2::pack, forward_avx2, backward_avx2, forward_one_avx2, backward_one_avx2};
 #endif
-    return {"baseline", BlockedBaseline::pack, forward_baseline, backward_baseline};
+    return {"baseline",        BlockedBaseline::pack, forward_baseline,
+            backward_baseline, forward_one_baseline,  backward_one_baseline};
 }
 
 }  // namespace arenagrad

@@ -156,7 +156,8 @@ public:
         width_ = tile_width(batch);
         stride_ = row_stride(width_);
         tiles_ = (batch + width_ - 1) / width_;
-        layers_ = width_ >= 8 && !plan_.layers.empty();  // kernels work in whole vectors of 8 lanes
+        // The kernels work in whole vectors of 8 lanes, or on one lane.
+        layers_ = (width_ >= 8 || batch == 1) && !plan_.layers.empty();
         if (layers_)
             for (std::size_t i = 0; i < plan_.layers.size(); ++i) kernels_.pack(plan_.layers[i], shared, packed_[i]);
         const TapeView lane = tape_.lane.view();
@@ -245,6 +246,8 @@ private:
         for (const PlanStep& step : plan_.steps) {
             if (step.layer < 0)
                 forward_slots(lane, x, step.first, step.end);
+            else if (x.stride == 1)
+                kernels_.forward_one(plan_.layers[std::size_t(step.layer)], packed_[std::size_t(step.layer)], x);
             else
                 kernels_.forward(plan_.layers[std::size_t(step.layer)], packed_[std::size_t(step.layer)], x);
         }
@@ -285,7 +288,18 @@ private:
             const double c[1] = {seed != nullptr ? seed[j] : 1.0};
             accumulate(x, sink, tape_.outputs[j], c);
         }
-        backward_one(lane, x, sink, lane.n_in, lane.n_slots);
+        if (!layers_) {
+            backward_one(lane, x, sink, lane.n_in, lane.n_slots);
+        } else {
+            for (std::size_t s = plan_.steps.size(); s-- > 0;) {
+                const PlanStep& step = plan_.steps[s];
+                if (step.layer < 0)
+                    backward_one(lane, x, sink, step.first, step.end);
+                else
+                    kernels_.backward_one(plan_.layers[std::size_t(step.layer)], packed_[std::size_t(step.layer)], x,
+                                          shared_grads);
+            }
+        }
         // The invariant part's slots are its own (no shared operands): its sink is never used.
         const Lanes shared{const_cast<double*>(shared_), shared_grads, 1, 1, nullptr};
         backward_one(inv, shared, sink, inv.n_in, inv.n_slots);

@@ -196,6 +196,12 @@ def test_non_finite_values_through_layers(threads, monkeypatch):
         a, b = run(fast, params, X, seed), run(generic, params, X, seed)
         for part, (u, v) in enumerate(zip(a, b, strict=True)):
             assert_same_bits(u, v, f"threads={threads} part {part}")
+    # batches of one lane (the scalar kernels): a nan, an infinity, -0.0, 1e308, a seed of inf
+    for row in (3, 10, 11, 20, 30):
+        a = run(fast, params, X[row : row + 1], seed[row : row + 1])
+        b = run(generic, params, X[row : row + 1], seed[row : row + 1])
+        for part, (u, v) in enumerate(zip(a, b, strict=True)):
+            assert_same_bits(u, v, f"one lane, row {row}, part {part}")
 
 
 def test_a_wide_layer_over_many_tiles(threads, monkeypatch):
