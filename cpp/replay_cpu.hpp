@@ -185,7 +185,17 @@ public:
         const std::size_t n_shared = inv.n_slots;
         // per tile: the lane slots' gradient rows, then the invariant ops' (see TileSink)
         const std::size_t grads_size = std::size_t(lane.n_slots + inv.n_slots - inv.n_in) * stride_;
-        partial_.assign(tiles_ * n_shared, 0.0);
+        // Each tile's sums of the shared gradients, added below in tile order. A single
+        // tile's sums are the result itself: adding them to 0.0 changes none of them (a sum
+        // that starts at +0.0 is never -0.0).
+        const bool one_tile = tiles_ == 1;
+        double* partials = shared_grads;
+        if (one_tile) {
+            std::fill_n(shared_grads, n_shared, 0.0);
+        } else {
+            partial_.assign(tiles_ * n_shared, 0.0);
+            partials = partial_.data();
+        }
         const int threads = threads_for(batch_);
         scratch_.resize(std::size_t(threads));
         for (auto& s : scratch_) {
@@ -204,7 +214,7 @@ public:
             } else {
                 std::fill(scratch.grads.begin(), scratch.grads.end(), 0.0);
             }
-            TileSink sink{partial_.data() + std::size_t(tile) * n_shared, x.grad + tile_size, stride_, inv.n_in};
+            TileSink sink{partials + std::size_t(tile) * n_shared, x.grad + tile_size, stride_, inv.n_in};
             double c[kTileLanes];
             for (std::uint32_t j = 0; j < m; ++j) {
                 for (unsigned l = 0; l < x.n; ++l) c[l] = seed != nullptr ? seed[(first + l) * m + j] : 1.0;
@@ -215,6 +225,7 @@ public:
                 for (unsigned l = 0; l < x.n; ++l) input_grads[(first + l) * k + i] = x.grad[i * x.stride + l];
         });
         // The tiles' sums, added in tile order.
+        if (one_tile) return;
         std::fill_n(shared_grads, n_shared, 0.0);
         for (std::size_t tile = 0; tile < tiles_; ++tile) {
             const double* p = partial_.data() + tile * n_shared;
