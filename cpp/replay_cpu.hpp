@@ -50,9 +50,10 @@ namespace arenagrad {
 constexpr unsigned kTileLanes = 256;
 
 // A thread is worth starting for this much work, counted in operand-lanes (an n-ary node of
-// 33 operands over 256 lanes is 8448): ~20-50 us. Below it, waking and joining threads costs
-// more than it saves (and far more on a busy machine).
-constexpr std::size_t kMinWorkPerThread = 262144;
+// 33 operands over 256 lanes is 8448): ~100-150 us. Below it, waking a helper and waiting for
+// its tiles costs about what it saves (MLP 2-16-16-1, B = 1,024, ~0.7M: 2 threads measured no
+// faster than 1 on a quiet machine), and more on a busy one.
+constexpr std::size_t kMinWorkPerThread = std::size_t(1) << 20;
 
 // A tile's sink: an invariant leaf's contributions are summed over the tile's lanes on
 // arrival (partial, one number per invariant slot); an invariant op's stay per lane, in its row
