@@ -511,7 +511,9 @@ def run_step_child(
     python: str, threads: int, rounds: int, min_time: float, only_arenagrad: bool
 ) -> dict[str, Any]:
     env = dict(os.environ)
-    env.setdefault("OMP_PROC_BIND", "true")
+    # Not OMP_PROC_BIND=true: OpenMP then binds the main thread to one CPU when arenagrad is
+    # imported, and every thread started after it inherits that CPU (XLA's and PyTorch's
+    # pools included), so the other engines would run their threads on one CPU.
     # PyTorch's OpenMP threads otherwise spin for a while after each of its ops, taking the
     # CPU from the engine timed next in the same process (arenagrad's 2-thread steps measured
     # up to 3x slower, JAX's not at all).
@@ -539,7 +541,7 @@ def step_table(
     """Runs step_child in fresh processes, `repeats` per thread count, each timing `rounds`
     rounds; their times are pooled. With 1 thread every engine is pinned to one CPU (XLA and
     PyTorch keep helper threads otherwise) and XLA's Eigen pool is single-threaded;
-    OMP_PROC_BIND=true and OMP_WAIT_POLICY=passive unless set. `before`: another Python
+    OMP_WAIT_POLICY=passive unless set. `before`: another Python
     whose arenagrad (an older build) is timed too, in children alternating with this one's,
     as the engine "before"."""
     tables = []
