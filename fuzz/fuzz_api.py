@@ -78,7 +78,7 @@ BINARY_BUILDERS = {
     "div": operator.truediv,
     "pow": operator.pow,
 }
-NARY_ACTIONS = {"sum", "linear"}  # Program.step's actions 9 and 10 make these
+NARY_ACTIONS = {"sum", "linear", "take", "max"}  # Program.step's actions 9, 10, 19, 20 make these
 
 
 def ops_of_arity(arity):
@@ -221,7 +221,7 @@ class Program:
 
     def step(self):
         fdp = self.fdp
-        action = fdp.ConsumeIntInRange(0, 18)
+        action = fdp.ConsumeIntInRange(0, 20)
         if action == 0:
             self.pool.append(self.new_value())
         elif action == 1:  # Value(anything, label=anything)
@@ -312,6 +312,16 @@ class Program:
             self.pool.append((n, r))
         elif action == 18:
             self.grad()
+        elif action == 19:  # take with any index: a Value, an int, anything
+            ns, rs = self.operand_list()
+            if fdp.ConsumeBool():
+                i_n, i_r = self.operand()
+            else:
+                i_n = i_r = fdp.ConsumeIntInRange(-2, 5)
+            self.both(lambda: arenagrad.take(ns, i_n), lambda: reference.take(rs, i_r))
+        elif action == 20:
+            ns, rs = self.operand_list()
+            self.both(lambda: arenagrad.max(ns), lambda: reference.max(rs))
 
     def grad(self):
         """arenagrad.grad over pool members (now and then anything else), with random seeds

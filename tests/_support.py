@@ -78,6 +78,8 @@ def get_engine(name: str) -> SimpleNamespace:
             Value=arenagrad.Value,
             sum=arenagrad.sum,
             linear=arenagrad.linear,
+            take=arenagrad.take,
+            max=arenagrad.max,
             Module=nn.Module,
             Neuron=nn.Neuron,
             Layer=nn.Layer,
@@ -93,6 +95,8 @@ def get_engine(name: str) -> SimpleNamespace:
             Value=ref.Value,
             sum=ref.sum,
             linear=ref.linear,
+            take=ref.take,
+            max=ref.max,
             Module=ref.Module,
             Neuron=ref.Neuron,
             Layer=ref.Layer,
@@ -232,6 +236,9 @@ class Nary(NamedTuple):
     min_operands: int  # a valid operand count is min_operands + a multiple of `step`
     step: int
     may_be_number: Callable[[int], bool]  # whether operand i may be given as a plain number
+    # The node's _prev as the set of operands it should equal, given the node and the operands
+    # (default: the operands themselves)
+    prev: Callable[[Any, list[Any]], set[Any]] | None = None
 
 
 def _sigmoid(a):
@@ -358,6 +365,58 @@ NARY = {
         lambda i: True,
     ),
 }
+
+def _take_index(s):  # step(s): always a valid index, whatever the operand's value
+    return 1.0 if s > 0.0 else 0.0
+
+
+def _take_forward(v):
+    return v[1 + int(_take_index(v[0]))]
+
+
+def _take_derivatives(v, out):
+    d = [0.0] * len(v)  # the index gets 0 (through step, whose derivative is 0 too)
+    d[1 + int(_take_index(v[0]))] = 1.0
+    return d
+
+
+def _max_forward(v):  # the first largest; the first nan if there is one
+    best = 0
+    for k in range(1, len(v)):
+        if math.isnan(v[best]):
+            break
+        if v[k] > v[best] or math.isnan(v[k]):
+            best = k
+    return v[best], best
+
+
+def _max_derivatives(v, out):
+    d = [0.0] * len(v)
+    d[_max_forward(v)[1]] = 1.0
+    return d
+
+
+NARY["take"] = Nary(
+    # operands [s, v0, v1, ...] -> take([v0, v1, ...], step(s)): an index that is valid for any
+    # value drawn, so the generic tests can draw operands freely
+    lambda engine, v: engine.take(v[1:], UNARY["step"].build(v[0])),
+    _take_forward,
+    _take_derivatives,
+    "take",
+    3,
+    1,
+    lambda i: False,
+    lambda out, v: set(v[1:]) | {p for p in out._prev if p._op == "step" and p._prev == {v[0]}},
+)
+NARY["max"] = Nary(
+    lambda engine, v: engine.max(v),
+    lambda v: _max_forward(v)[0],
+    _max_derivatives,
+    "max",
+    1,
+    1,
+    lambda i: False,
+)
 
 # Just the builders, for tests that only need to make every op.
 BINARY_BUILD = {name: case.build for name, case in BINARY.items()}

@@ -20,7 +20,17 @@ except ImportError as error:  # pragma: no cover - only without a build
     ) from error
 
 from . import losses, optim, schedules, viz  # the training kit
-from ._core import Value, arena_stats, get_num_threads, linear, set_num_threads, sum, zero_grad
+from ._core import (
+    Value,
+    arena_stats,
+    get_num_threads,
+    linear,
+    max,
+    set_num_threads,
+    sum,
+    take,
+    zero_grad,
+)
 from .checkpoint import load, save
 from .compile import Compiled, compile
 from .config import show_config
@@ -41,12 +51,14 @@ __all__ = [
     "linear",
     "load",
     "losses",
+    "max",
     "optim",
     "save",
     "schedules",
     "set_num_threads",
     "show_config",
     "sum",
+    "take",
     "viz",
     "zero_grad",
 ]

@@ -58,11 +58,21 @@ def _as_matrix(array: Any, cols: int, what: str) -> np.ndarray:
 class Compiled:
     """A traced function, replayed over batches. Made by `arenagrad.compile`."""
 
-    def __init__(self, replay: _core.Replay, single_output: bool, name: str) -> None:
+    def __init__(
+        self,
+        replay: _core.Replay,
+        single_output: bool,
+        name: str,
+        take_limits: Sequence[int] = (),
+    ) -> None:
         self._replay = replay
         self._single = single_output
         self._name = name
         self._batch: int | None = None
+        # The replay's last len(take_limits) outputs are take() indices that depend on the
+        # inputs: each must be an integer in [0, limit) in every lane.
+        self._take_limits = np.asarray(take_limits, dtype=np.float64)
+        self._n_outputs = replay.n_outputs - len(take_limits)
 
     @property
     def n_inputs(self) -> int:
@@ -70,7 +80,7 @@ class Compiled:
 
     @property
     def n_outputs(self) -> int:
-        return self._replay.n_outputs
+        return self._n_outputs
 
     @property
     def n_nodes(self) -> int:
@@ -106,8 +116,25 @@ class Compiled:
                 raise TypeError(f"forward() needs X of shape (batch, {self.n_inputs})")
             X = np.empty((1, 0))
         Y = self._replay.forward(_as_matrix(X, self.n_inputs, "X"))
+        self._batch = None
+        if self._take_limits.size:
+            self._check_take_indices(Y[:, self._n_outputs :])
+            Y = Y[:, : self._n_outputs]
         self._batch = Y.shape[0]
         return Y[:, 0] if self._single else Y
+
+    def _check_take_indices(self, indices: np.ndarray) -> None:
+        """take() selects nothing for an index that is not an integer in range (its value is
+        nan): say which lane had one, instead of returning that nan."""
+        with np.errstate(invalid="ignore"):
+            good = (indices >= 0) & (indices < self._take_limits) & (indices == np.floor(indices))
+        if not good.all():
+            lane, which = (int(k) for k in np.argwhere(~good)[0])
+            raise ValueError(
+                f"take(): in lane {lane} (row {lane} of X) an index is {indices[lane, which]!r}, "
+                f"not an integer in [0, {int(self._take_limits[which])}): the values of that "
+                "lane are not defined"
+            )
 
     __call__ = forward
 
@@ -127,6 +154,11 @@ class Compiled:
             if seed.shape[0] != self._batch:
                 expected = (self._batch,) if self._single else (self._batch, self.n_outputs)
                 raise ValueError(f"seed must have shape {expected} like forward's result")
+        if self._take_limits.size:  # the indices' outputs get no gradient
+            if seed is None:
+                seed = np.ones((self._batch, self.n_outputs))
+            zeros = np.zeros((self._batch, self._take_limits.size))
+            seed = np.ascontiguousarray(np.concatenate([seed, zeros], axis=1))
         return self._replay.backward(seed)
 
     def zero_grad(self) -> None:
@@ -194,7 +226,11 @@ def compile(
     # fence (parameters) becomes the tape's externals.
     fence = Value(0.0)
     inputs = [Value(0.0) for _ in range(n_inputs)]
-    result = fn(*inputs)
+    _core._trace_begin(fence)
+    try:
+        result = fn(*inputs)
+    finally:
+        take_indices = _core._trace_end()
     single = isinstance(result, Value)
     if single:
         outputs: list[Any] = [result]
@@ -207,6 +243,13 @@ def compile(
     for i, out in enumerate(outputs):
         if not isinstance(out, Value):
             raise TypeError(f"fn's output {i} must be a Value, not {type(out).__name__!r}")
-    replay = _core.Replay(fence, inputs, outputs, device)
+    # Each take() index built from the inputs becomes an output, checked after every forward
+    # (once per Value, against the fewest values it selected from).
+    limits: dict[int, tuple[Value, int]] = {}
+    for index, count in take_indices:
+        known = limits.get(id(index))
+        limits[id(index)] = (index, count if known is None else min(count, known[1]))
+    checked = list(limits.values())
+    replay = _core.Replay(fence, inputs, outputs + [index for index, _ in checked], device)
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
-    return Compiled(replay, single, name)
+    return Compiled(replay, single, name, [count for _, count in checked])

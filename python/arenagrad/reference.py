@@ -34,7 +34,9 @@ __all__ = [
     "hessian",
     "hvp",
     "linear",
+    "max",
     "sum",
+    "take",
 ]
 
 _INF = math.inf
@@ -372,6 +374,41 @@ def linear(b, ws, xs):
     return _nary("linear", tuple(operands))
 
 
+def _selection_values(values, what):
+    values = list(values) if not isinstance(values, (list, tuple)) else values
+    for i, v in enumerate(values):
+        if not isinstance(v, Value):
+            raise TypeError(f"{what}(): values[{i}] must be a Value, not {type(v).__name__!r}")
+    if not values:
+        raise ValueError(f"{what}(): values is empty")
+    return tuple(values)
+
+
+def take(values, index):
+    """One ``take`` node: ``values[index]`` (index: a Value holding an integer, or an int),
+    differentiable with respect to the chosen value, not the index. Its operands are
+    ``(index, v_0, v_1, ...)``."""
+    if isinstance(index, Value):
+        position = index._data
+    elif isinstance(index, numbers.Integral):
+        position = float(operator.index(index))
+        index = Value(position)
+    else:
+        raise TypeError(f"take(): index must be a Value or an int, not {type(index).__name__!r}")
+    values = _selection_values(values, "take")
+    if not (math.isfinite(position) and position == math.floor(position)):
+        raise ValueError(f"take(): index {position!r} is not an integer")
+    if not 0.0 <= position < len(values):
+        raise IndexError(f"take(): index {int(position)} is out of range for {len(values)} values")
+    return _nary("take", (index, *values))
+
+
+def max(values):  # arenagrad.max is the n-ary node; it shadows builtins.max on purpose
+    """One ``max`` node over ``values`` (Values): the largest; its gradient goes to the first
+    largest operand (the first nan, if there is one)."""
+    return _nary("max", _selection_values(values, "max"))
+
+
 # --------------------------------------------------------------------------- forward formulas
 # Those that are not a Python operator, on floats (docs/semantics.md).
 
@@ -412,6 +449,36 @@ def _sign(x):  # abs's derivative; nan stays nan
 
 def _mask(x, c):  # x where the condition c is nonzero (nan is), else 0
     return x if c != 0.0 else 0.0
+
+
+# Selections (take, max): the node's value is one operand's, chosen by position; `choice`
+# gives that position in the operand list, or len(v) when there is none (value nan).
+
+
+def _take_choice(v):  # [index, v_0, v_1, ...]
+    index = v[0]
+    if 0.0 <= index < len(v) - 1 and index == math.floor(index):
+        return 1 + int(index)
+    return len(v)
+
+
+def _max_choice(v):  # the first largest; the first nan if there is one
+    best = 0
+    for k in range(1, len(v)):
+        if v[best] != v[best]:
+            break
+        if v[k] > v[best] or v[k] != v[k]:
+            best = k
+    return best
+
+
+def _take_forward(v):
+    chosen = _take_choice(v)
+    return v[chosen] if chosen < len(v) else _NAN
+
+
+def _max_forward(v):
+    return v[_max_choice(v)]
 
 
 # --------------------------------------------------------------------------- local derivatives
@@ -541,6 +608,20 @@ def _linear_rule(out):
         x._grad += w._data * g
 
 
+def _select_into(out, chosen):
+    g = out._grad
+    for k, v in enumerate(out._children):  # every operand: 1 for the chosen one, else 0
+        v._grad += (1.0 if k == chosen else 0.0) * g
+
+
+def _take_rule(out):
+    _select_into(out, _take_choice([v._data for v in out._children]))
+
+
+def _max_rule(out):
+    _select_into(out, _max_choice([v._data for v in out._children]))
+
+
 # --------------------------------------------------------------------------- the op table
 # The twins of the native op table (cpp/ops.hpp), keyed by the names of
 # arenagrad._core.op_table; every node above is built from here. forward takes the operands'
@@ -576,6 +657,8 @@ OPS = {
     "mask": Twin("mask", 1, _mask, _mask_rule),  # forward(x, condition)
     "linear": Twin("linear", None, _linear_forward, _linear_rule),
     "sum": Twin("sum", None, _sum_forward, _sum_rule),
+    "take": Twin("take", None, _take_forward, _take_rule),
+    "max": Twin("max", None, _max_forward, _max_rule),
 }
 
 
@@ -841,6 +924,30 @@ def _sum_graph(nodes, out, grad, wants):
             yield v, grad
 
 
+def _take_graph(nodes, out, grad, wants):  # d_v_k = take(one-hot at k, index)
+    index, *values = out._children
+    if wants(index):
+        yield index, nodes.times(nodes.constant(0.0), grad)
+    for k, v in enumerate(values):
+        if wants(v):
+            one, zero = nodes.constant(1.0), nodes.constant(0.0)
+            hot = tuple(one if j == k else zero for j in range(len(values)))
+            yield v, nodes.times(_nary("take", (index, *hot)), grad)
+
+
+def _max_graph(nodes, out, grad, wants):  # d_v_k = tie_k * (1 - d_v_0 - ... - d_v_k-1)
+    rest = nodes.constant(1.0)
+    for k, v in enumerate(out._children):
+        gap = nodes.sub(out, v)
+        above = nodes.step(gap)
+        tie = nodes.sub(nodes.constant(1.0), above)
+        d = nodes.mul(tie, rest)
+        if k + 1 < len(out._children):
+            rest = nodes.sub(rest, d)
+        if wants(v):
+            yield v, nodes.times(d, grad)
+
+
 DERIVATIVE_GRAPHS = {
     "add": _add_graph,
     "sub": _sub_graph,
@@ -862,6 +969,8 @@ DERIVATIVE_GRAPHS = {
     "mask": _mask_graph,
     "linear": _linear_graph,
     "sum": _sum_graph,
+    "take": _take_graph,
+    "max": _max_graph,
 }
 _GRAPH_OF_RULE = {OPS[name].rule: graph for name, graph in DERIVATIVE_GRAPHS.items()}
 
