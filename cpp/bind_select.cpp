@@ -3,7 +3,7 @@
 // Both take a sequence of Values only: the items' types are checked before any node is
 // pushed and reading them runs no Python code. take's index is a Value or an int; a Value
 // index is read when the node is built, and one that is not an integer in range raises here
-// (a lane index in a replay is checked by compile(), see trace.hpp).
+// (an index traced from compile()'s inputs is checked lane by lane instead, see trace.hpp).
 #include <pybind11/pybind11.h>
 
 #include <cmath>
@@ -62,16 +62,20 @@ PyObject* module_take(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (items == nullptr) return nullptr;
     const std::size_t n = std::size_t(PySequence_Fast_GET_SIZE(items));
     if (index_is_value) index_number = arena().data[value_node(index)];
-    if (!(std::isfinite(index_number) && index_number == std::floor(index_number))) {
-        Py_DECREF(items);
-        char shown[32];
-        std::snprintf(shown, sizeof shown, "%.17g", index_number);
-        return PyErr_Format(PyExc_ValueError, "take(): index %s is not an integer", shown);
-    }
-    if (index_number < 0.0 || index_number >= double(n)) {
-        Py_DECREF(items);
-        return PyErr_Format(PyExc_IndexError, "take(): index %lld is out of range for %zu values",
-                            static_cast<long long>(index_number), n);
+    // An index traced from the inputs holds the placeholders' value, not the lanes': compile()
+    // checks each lane's after every forward instead.
+    if (!(index_is_value && traced(index))) {
+        if (!(std::isfinite(index_number) && index_number == std::floor(index_number))) {
+            Py_DECREF(items);
+            char shown[32];
+            std::snprintf(shown, sizeof shown, "%.17g", index_number);
+            return PyErr_Format(PyExc_ValueError, "take(): index %s is not an integer", shown);
+        }
+        if (index_number < 0.0 || index_number >= double(n)) {
+            Py_DECREF(items);
+            return PyErr_Format(PyExc_IndexError, "take(): index %lld is out of range for %zu values",
+                                static_cast<long long>(index_number), n);
+        }
     }
     PyObject** item = PySequence_Fast_ITEMS(items);
     PyObject* result = guarded([&] {

@@ -367,6 +367,7 @@ struct Sum {
 // eagerly; compile() checks lane indices after each forward).
 struct Take {
     static constexpr bool selects = true;
+    AG_ANY_CALLABLE
     template <typename V>
     AG_HOST_DEVICE static std::uint32_t choose(V value, std::uint32_t count) {
         const double index = value(0);
@@ -381,6 +382,7 @@ struct Take {
 // chosen, and the first nan if there is one (nan propagates, as in PyTorch).
 struct Max {
     static constexpr bool selects = true;
+    AG_ANY_CALLABLE
     template <typename V>
     AG_HOST_DEVICE static std::uint32_t choose(V value, std::uint32_t count) {
         if (count == 0) return 0;

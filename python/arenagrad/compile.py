@@ -226,7 +226,7 @@ def compile(
     # fence (parameters) becomes the tape's externals.
     fence = Value(0.0)
     inputs = [Value(0.0) for _ in range(n_inputs)]
-    _core._trace_begin(fence)
+    _core._trace_begin(fence, n_inputs)
     try:
         result = fn(*inputs)
     finally:

@@ -1,0 +1,46 @@
+"""examples/gpt.py: the microgpt-style model gives the same losses on every engine."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from _support import assert_same, needs_native
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "gpt.py"
+if not SCRIPT.is_file():
+    pytest.skip("examples/ is not beside tests/", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def gpt():
+    spec = importlib.util.spec_from_file_location("example_gpt", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def python_losses(gpt):
+    losses, _ = gpt.train("python", 3, docs=gpt.make_names()[:3])
+    return losses
+
+
+def test_the_pure_python_model_learns_something(gpt, python_losses):
+    assert len(gpt.init_params(gpt.make_engine("python"), 27)) == 9
+    losses, _ = gpt.train("python", 3, docs=gpt.make_names()[:1] * 3)
+    assert losses[2] < losses[0]  # the same name three times: the loss goes down
+
+
+@needs_native
+@pytest.mark.parametrize("engine", ["arenagrad", "idiomatic"])
+def test_arenagrad_losses_equal_the_pure_python_ones(gpt, python_losses, engine):
+    losses, model = gpt.train(engine, 3, docs=gpt.make_names()[:3])
+    assert len(losses) == len(python_losses)
+    for got, want in zip(losses, python_losses, strict=True):
+        assert_same(got, want, "loss", rel=1e-12)
+    vocab = model.tokenizer.vocab_size
+    assert len(model.params) == 2 * vocab * 16 + 16 * 16 + 4 * 16 * 16 + 2 * 64 * 16
+    names = gpt.sample(model, 3)
+    assert len(names) == 3 and all(isinstance(name, str) for name in names)
