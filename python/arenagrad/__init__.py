@@ -32,13 +32,14 @@ from ._core import (
     zero_grad,
 )
 from .checkpoint import load, save
-from .compile import Compiled, compile
+from .compile import Compiled, CompiledPerWidth, compile
 from .config import show_config
 from .functional import grad, hessian, hvp
 from .gradient_check import gradcheck
 
 __all__ = [
     "Compiled",
+    "CompiledPerWidth",
     "Value",
     "__version__",
     "arena_stats",

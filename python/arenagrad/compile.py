@@ -17,15 +17,16 @@ what keeps its memory accesses in bounds.
 from __future__ import annotations
 
 import numbers
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
 from . import _core
 from ._core import Value
 
-__all__ = ["Compiled", "compile"]
+__all__ = ["Compiled", "CompiledPerWidth", "compile"]
 
 
 def _cuda_unavailable() -> str | None:
@@ -183,6 +184,86 @@ class Compiled:
         )
 
 
+class CompiledPerWidth:
+    """A function of any number of inputs, traced once per input width (the graph of a
+    sequence model depends on the sequence's length). Made by `arenagrad.compile(fn,
+    n_inputs=None)`.
+
+    `forward(X)` replays the trace for X's width, tracing `fn` on X.shape[1] placeholders the
+    first time that width is seen; the `max_traces` widths used last keep their traces (a
+    bounded cache: the least recently used one is dropped first). `backward` backpropagates
+    the last forward, through the same trace.
+    """
+
+    def __init__(self, fn: Callable[..., Value | Sequence[Value]], device: str, max_traces: int):
+        self._fn = fn
+        self._device = device
+        self.max_traces = max_traces
+        self._traces: OrderedDict[int, Compiled] = OrderedDict()
+        self._last: Compiled | None = None
+        self.traced = 0  # how many times fn was traced (a width dropped and used again: twice)
+
+    def trace_for(self, width: int) -> Compiled:
+        """The trace for `width` inputs, made now if the cache has none."""
+        if isinstance(width, bool) or not isinstance(width, int) or width < 0:
+            raise ValueError(f"an input width must be an int >= 0, not {width!r}")
+        compiled = self._traces.get(width)
+        if compiled is None:
+            compiled = _trace(self._fn, width, self._device)
+            self.traced += 1
+            self._traces[width] = compiled
+            while len(self._traces) > self.max_traces:
+                self._traces.popitem(last=False)
+        self._traces.move_to_end(width)
+        return compiled
+
+    @property
+    def widths(self) -> list[int]:
+        """The widths that have a trace now, least recently used first."""
+        return list(self._traces)
+
+    @property
+    def parameters(self) -> list[Value]:
+        """The parameters of every trace kept, each once."""
+        seen: dict[int, Value] = {}
+        for compiled in self._traces.values():
+            for p in compiled.parameters:
+                seen.setdefault(id(p), p)
+        return list(seen.values())
+
+    def forward(self, X: Any) -> np.ndarray:
+        """Replays `fn` on every row of X (shape (B, width), float64), as Compiled.forward."""
+        if not isinstance(X, np.ndarray):
+            try:
+                X = np.asarray(X, dtype=np.float64)
+            except (TypeError, ValueError) as error:
+                raise TypeError("X must be a float64 array of shape (batch, width)") from error
+        if X.ndim != 2:
+            raise ValueError(f"X must have shape (batch, width), not {X.shape}")
+        self._last = None
+        compiled = self.trace_for(int(X.shape[1]))
+        Y = compiled.forward(X)
+        self._last = compiled
+        return Y
+
+    __call__ = forward
+
+    def backward(self, seed: Any = None) -> np.ndarray:
+        """Backpropagates the last forward, as Compiled.backward."""
+        if self._last is None:
+            raise RuntimeError("backward() needs a forward() first")
+        return self._last.backward(seed)
+
+    def zero_grad(self) -> None:
+        """Set .grad = 0 on every parameter of every trace kept."""
+        for compiled in self._traces.values():
+            compiled.zero_grad()
+
+    def __repr__(self) -> str:
+        name = getattr(self._fn, "__qualname__", None) or type(self._fn).__name__
+        return f"CompiledPerWidth({name}, widths={self.widths}, max_traces={self.max_traces})"
+
+
 def _as_vector(seed: Any) -> np.ndarray:
     if isinstance(seed, np.ndarray):
         if seed.dtype != np.float64:
@@ -203,25 +284,59 @@ def _refuse_complex(array: np.ndarray, what: str) -> np.ndarray:
     return array
 
 
+@overload
 def compile(
     fn: Callable[..., Value | Sequence[Value]], n_inputs: int, device: str = "cpu"
-) -> Compiled:
+) -> Compiled: ...
+
+
+@overload
+def compile(
+    fn: Callable[..., Value | Sequence[Value]],
+    n_inputs: None = None,
+    device: str = "cpu",
+    *,
+    max_traces: int = 16,
+) -> CompiledPerWidth: ...
+
+
+def compile(
+    fn: Callable[..., Value | Sequence[Value]],
+    n_inputs: int | None = None,
+    device: str = "cpu",
+    *,
+    max_traces: int = 16,
+) -> Compiled | CompiledPerWidth:
     """Trace `fn(*n_inputs Values)` once and return a `Compiled` that replays it on batches.
 
     `fn` must return a Value (forward gives shape (B,)) or a list/tuple of Values ((B, m)).
     device: "cpu" (OpenMP threads, see arenagrad.set_num_threads) or "cuda".
+
+    With n_inputs=None, `fn` takes any number of inputs (a sequence, say) and is traced once
+    per input width it is replayed at: a `CompiledPerWidth`, which keeps the traces of the
+    `max_traces` widths used last.
     """
     if not callable(fn):
         raise TypeError(f"compile() needs a callable, not {type(fn).__name__!r}")
-    if isinstance(n_inputs, bool) or not isinstance(n_inputs, int):
-        raise TypeError(f"n_inputs must be an int, not {type(n_inputs).__name__!r}")
-    if n_inputs < 0:
-        raise ValueError(f"n_inputs must be >= 0, got {n_inputs}")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
     if device == "cuda" and (why := _cuda_unavailable()) is not None:
         raise RuntimeError(f"device='cuda' is not available: {why}")
+    if n_inputs is None:
+        if isinstance(max_traces, bool) or not isinstance(max_traces, int):
+            raise TypeError(f"max_traces must be an int, not {type(max_traces).__name__!r}")
+        if max_traces < 1:
+            raise ValueError(f"max_traces must be >= 1, got {max_traces}")
+        return CompiledPerWidth(fn, device, max_traces)
+    if isinstance(n_inputs, bool) or not isinstance(n_inputs, int):
+        raise TypeError(f"n_inputs must be an int, not {type(n_inputs).__name__!r}")
+    if n_inputs < 0:
+        raise ValueError(f"n_inputs must be >= 0, got {n_inputs}")
+    return _trace(fn, n_inputs, device)
 
+
+def _trace(fn: Callable[..., Value | Sequence[Value]], n_inputs: int, device: str) -> Compiled:
+    """Runs `fn` on n_inputs placeholders and records what it built."""
     # Everything created after the fence is the traced graph; what it uses from below the
     # fence (parameters) becomes the tape's externals.
     fence = Value(0.0)
