@@ -60,7 +60,8 @@ enum class Kind : std::uint8_t { Leaf, Unary, Binary, Nary };
     X(Linear,      Nary,   "linear",        "linear")  \
     X(Sum,         Nary,   "sum",           "sum")     \
     X(Take,        Nary,   "take",          "take")    \
-    X(Max,         Nary,   "max",           "max")
+    X(Max,         Nary,   "max",           "max")     \
+    X(Detach,      Unary,  "detach",        "detach")
 // clang-format on
 
 enum class Op : std::uint8_t {
@@ -352,6 +353,16 @@ struct Sum {
     AG_HOST_DEVICE static constexpr One d_term(double, double) { return {}; }
     template <typename G, typename N>
     static N grad_term(G&, N, N, N grad) { return grad; }
+};
+
+// a's value, through which no gradient flows on (0 * g): Value.detach() while compile()
+// traces, where a frozen leaf would hold the placeholders' value (a replay computes this per
+// lane and per forward).
+struct Detach {
+    AG_HOST_DEVICE static double forward(double a, double) { return a; }
+    AG_HOST_DEVICE static double derivative(double, double, double) { return 0.0; }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N, N, N, N grad) { return nodes.times(nodes.constant(0.0), grad); }
 };
 
 // Selections: n-ary ops whose value is one of their operands, picked by the operands' values

@@ -69,6 +69,7 @@ UNARY_BUILDERS = {
     "sqrt": [lambda v: v.sqrt()],
     "step": [op_node("step")],
     "sign": [op_node("sign")],
+    "detach": [op_node("detach")],
     "mask": [lambda v: op_node("mask")(v, v), lambda v: op_node("mask")(v, v * 0)],
 }
 BINARY_BUILDERS = {

@@ -295,6 +295,7 @@ UNARY = {
         lambda v: op_node("step", v), lambda a: 1.0 if a > 0 else 0.0, lambda a, out: 0.0, "step"
     ),
     "sign": Unary(lambda v: op_node("sign", v), _sign, lambda a, out: 0.0, "sign"),
+    "detach": Unary(lambda v: op_node("detach", v), lambda a: a, lambda a, out: 0.0, "detach"),
     # mask(x, condition), built here with the operand as its own condition
     "mask": Unary(
         lambda v: op_node("mask", v, v),
@@ -399,7 +400,7 @@ def _max_derivatives(v, out):
 NARY["take"] = Nary(
     # operands [s, v0, v1, ...] -> take([v0, v1, ...], step(s)): an index that is valid for any
     # value drawn, so the generic tests can draw operands freely
-    lambda engine, v: engine.take(v[1:], UNARY["step"].build(v[0])),
+    lambda engine, v: engine.take(v[1:], getattr(engine, "step", UNARY["step"].build)(v[0])),
     _take_forward,
     _take_derivatives,
     "take",

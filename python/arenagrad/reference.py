@@ -608,6 +608,11 @@ def _linear_rule(out):
         x._grad += w._data * g
 
 
+def _detach_rule(out):  # the value passes, the gradient does not
+    (a,) = out._children
+    a._grad += 0.0 * out._grad
+
+
 def _select_into(out, chosen):
     g = out._grad
     for k, v in enumerate(out._children):  # every operand: 1 for the chosen one, else 0
@@ -659,6 +664,7 @@ OPS = {
     "sum": Twin("sum", None, _sum_forward, _sum_rule),
     "take": Twin("take", None, _take_forward, _take_rule),
     "max": Twin("max", None, _max_forward, _max_rule),
+    "detach": Twin("detach", 1, operator.pos, _detach_rule),  # Value.detach() while tracing
 }
 
 
@@ -971,6 +977,7 @@ DERIVATIVE_GRAPHS = {
     "sum": _sum_graph,
     "take": _take_graph,
     "max": _max_graph,
+    "detach": _zero_graph,
 }
 _GRAPH_OF_RULE = {OPS[name].rule: graph for name, graph in DERIVATIVE_GRAPHS.items()}
 
