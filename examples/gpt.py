@@ -175,6 +175,27 @@ def make_engine(name: str) -> SimpleNamespace:
     raise ValueError(f"unknown engine {name!r} (python, arenagrad or idiomatic)")
 
 
+def make_compiled_engine() -> SimpleNamespace:
+    """The idiomatic engine, with token ids as Values: an embedding row is looked up with one
+    take() per column and a target's probability with take(), so a trace serves every lane."""
+    import arenagrad
+
+    engine = make_engine("idiomatic")
+    columns: dict[int, list[list[Any]]] = {}
+
+    def embed(table: list[list[Any]], token_id: Any) -> list[Any]:
+        if isinstance(token_id, int):
+            return table[token_id]
+        if id(table) not in columns:
+            columns[id(table)] = [list(column) for column in zip(*table, strict=True)]
+        return [arenagrad.take(column, token_id) for column in columns[id(table)]]
+
+    engine.name = "compiled"
+    engine.embed = embed
+    engine.take = arenagrad.take
+    return engine
+
+
 def _detached_max(arenagrad: Any, logits: Sequence[Any]) -> Any:
     """The largest logit as a constant for softmax: a node of its own (so a trace computes it
     per lane), through which no gradient flows."""
@@ -369,6 +390,59 @@ def train(
     return losses, model
 
 
+def batches_by_length(tokenizer: Tokenizer, docs: Sequence[str]) -> dict[int, list[list[int]]]:
+    """The encoded names, grouped by length (a trace per length)."""
+    groups: dict[int, list[list[int]]] = {}
+    for doc in docs:
+        tokens = tokenizer.encode(doc)[: BLOCK_SIZE + 1]
+        groups.setdefault(len(tokens), []).append(tokens)
+    return groups
+
+
+def train_compiled(
+    steps: int,
+    batch: int,
+    docs: Sequence[str] | None = None,
+    seed: int = 42,
+    log: Callable[[str], None] | None = None,
+) -> tuple[list[float], SimpleNamespace, int]:
+    """Trains with arenagrad.compile: each step, `batch` names of one length are the lanes of
+    one replay of that length's trace, and the loss is their mean. Returns the mean losses,
+    the model and the number of tokens trained on."""
+    import arenagrad
+    import numpy as np
+
+    engine = make_compiled_engine()
+    docs = make_names() if docs is None else docs
+    tokenizer = Tokenizer(make_names())
+    sd = init_params(engine, tokenizer.vocab_size, seed)
+    params = [p for mat in sd.values() for row in mat for p in row]
+    opt = NativeAdam(params)
+    loss_of = arenagrad.compile(lambda *tokens: document_loss(engine, sd, tokens), n_inputs=None)
+    groups = batches_by_length(tokenizer, docs)
+    lengths = sorted(groups)
+    weights = [len(groups[n]) for n in lengths]
+    rng = random.Random(seed)
+    next_doc = dict.fromkeys(lengths, 0)
+    losses, tokens_seen = [], 0
+    for step in range(steps):
+        n = rng.choices(lengths, weights)[0]
+        group = groups[n]
+        rows = [group[(next_doc[n] + b) % len(group)] for b in range(batch)]
+        next_doc[n] = (next_doc[n] + batch) % len(group)
+        lane_losses = loss_of.forward(np.array(rows, dtype=np.float64))
+        loss_of.backward(np.full(batch, 1.0 / batch))  # the mean over the lanes
+        opt.step(LEARNING_RATE * (1 - step / steps))
+        losses.append(float(lane_losses.mean()))
+        tokens_seen += batch * (n - 1)
+        if log is not None:
+            log(f"step {step + 1:4d} / {steps:4d} | length {n:2d} | loss {losses[-1]:.4f}")
+    eager = SimpleNamespace(
+        engine=make_engine("idiomatic"), sd=sd, params=params, tokenizer=tokenizer
+    )
+    return losses, eager, tokens_seen
+
+
 def sample(
     model: SimpleNamespace, count: int, temperature: float = 0.5, seed: int = 0
 ) -> list[str]:
@@ -399,7 +473,19 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--compiled", action="store_true", help="train with arenagrad.compile")
+    parser.add_argument("--batch", type=int, default=16, help="names per step with --compiled")
     args = parser.parse_args()
+    if args.compiled:
+        start = time.perf_counter()
+        losses, model, tokens = train_compiled(args.steps, args.batch, log=print)
+        elapsed = time.perf_counter() - start
+        print(
+            f"compiled, batch {args.batch}: {1000 * elapsed / args.steps:.1f} ms per step, "
+            f"{tokens / elapsed:.0f} tokens per second, final loss {losses[-1]:.4f}"
+        )
+        print("samples:", ", ".join(sample(model, args.samples)))
+        return
 
     start = time.perf_counter()
     losses, model = train(args.engine, args.steps, log=print)
