@@ -46,8 +46,16 @@ def test_arenagrad_losses_equal_the_pure_python_ones(gpt, python_losses, engine)
     assert len(names) == 3 and all(isinstance(name, str) for name in names)
 
 
+def needs_detach():
+    import arenagrad
+
+    if not hasattr(arenagrad.Value, "detach"):
+        pytest.skip("needs Value.detach(), softmax's shift in a trace")
+
+
 @needs_native
 def test_compiled_lanes_equal_eager_documents(gpt):
+    needs_detach()
     # B names of one length as the lanes of one replay: each lane's loss is the eager loss of
     # its name, and the parameters' gradients the eager sum over the names
     import arenagrad
@@ -84,6 +92,7 @@ def test_compiled_lanes_equal_eager_documents(gpt):
 
 @needs_native
 def test_compiled_training_runs(gpt):
+    needs_detach()
     losses, model, tokens = gpt.train_compiled(6, 8)
     assert len(losses) == 6 and tokens > 0
     assert all(isinstance(name, str) for name in gpt.sample(model, 2))
