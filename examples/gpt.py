@@ -103,7 +103,7 @@ class Value:
                 stack.extend((child, False) for child in v._children)
         self.grad = 1
         for v in reversed(topo):
-            for child, local_grad in zip(v._children, v._local_grads, strict=True):
+            for child, local_grad in zip(v._children, v._local_grads):
                 child.grad += local_grad * v.grad
 
 
@@ -130,11 +130,11 @@ def make_names(count: int = 2000, seed: int = 7) -> list[str]:
 
 
 def python_linear(x: Sequence[Any], w: Sequence[Sequence[Any]]) -> list[Any]:
-    return [sum(wi * xi for wi, xi in zip(wo, x, strict=True)) for wo in w]
+    return [sum(wi * xi for wi, xi in zip(wo, x)) for wo in w]
 
 
 def python_dot(a: Sequence[Any], b: Sequence[Any]) -> Any:
-    return sum(ai * bi for ai, bi in zip(a, b, strict=True))
+    return sum(ai * bi for ai, bi in zip(a, b))
 
 
 def make_engine(name: str) -> SimpleNamespace:
@@ -187,7 +187,7 @@ def make_compiled_engine() -> SimpleNamespace:
         if isinstance(token_id, int):
             return table[token_id]
         if id(table) not in columns:
-            columns[id(table)] = [list(column) for column in zip(*table, strict=True)]
+            columns[id(table)] = [list(column) for column in zip(*table)]
         return [arenagrad.take(column, token_id) for column in columns[id(table)]]
 
     engine.name = "compiled"
@@ -254,7 +254,7 @@ def gpt(
 ) -> list[Any]:
     tok_emb = engine.embed(sd["wte"], token_id)
     pos_emb = sd["wpe"][pos_id]
-    x = [t + p for t, p in zip(tok_emb, pos_emb, strict=True)]
+    x = [t + p for t, p in zip(tok_emb, pos_emb)]
     x = rmsnorm(engine, x)
     for li in range(N_LAYER):
         x_residual = x
@@ -278,13 +278,13 @@ def gpt(
             ]
             x_attn.extend(head_out)
         x = engine.linear(x_attn, sd[f"layer{li}.attn_wo"])
-        x = [a + b for a, b in zip(x, x_residual, strict=True)]
+        x = [a + b for a, b in zip(x, x_residual)]
         x_residual = x
         x = rmsnorm(engine, x)
         x = engine.linear(x, sd[f"layer{li}.mlp_fc1"])
         x = [xi.relu() for xi in x]
         x = engine.linear(x, sd[f"layer{li}.mlp_fc2"])
-        x = [a + b for a, b in zip(x, x_residual, strict=True)]
+        x = [a + b for a, b in zip(x, x_residual)]
     logits: list[Any] = engine.linear(x, sd["lm_head"])
     return logits
 
