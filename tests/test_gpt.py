@@ -96,3 +96,25 @@ def test_compiled_training_runs(gpt):
     losses, model, tokens = gpt.train_compiled(6, 8)
     assert len(losses) == 6 and tokens > 0
     assert all(isinstance(name, str) for name in gpt.sample(model, 2))
+
+
+def test_the_benchmark_runs(capsys):
+    # bench/gpt.py at tiny sizes: every engine's row is there (no timing is checked)
+    bench = SCRIPT.parents[1] / "bench" / "gpt.py"
+    if not bench.is_file():
+        pytest.skip("bench/ is not beside tests/")
+    pytest.importorskip("arenagrad")
+    spec = importlib.util.spec_from_file_location("bench_gpt", bench)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    engines = "python,arenagrad,idiomatic"
+    import arenagrad
+
+    if hasattr(arenagrad.Value, "detach"):
+        engines += ",compiled"
+    assert module.main(["--quick", "--engines", engines]) == 0
+    out = capsys.readouterr().out
+    for engine in engines.split(","):
+        assert f"| {engine}" in out
+    with pytest.raises(SystemExit):
+        module.main(["--engines", "nope"])
