@@ -2,12 +2,14 @@
 tokens per second (a step is one name: forward, backward and the Adam update).
 
     python bench/gpt.py [--steps 20] [--repeat 3] [--engines python,arenagrad,idiomatic,compiled]
-                        [--batch 64] [--pypy] [--quick]
+                        [--batch 64] [--compiled-steps 200] [--pypy] [--quick]
 
 Engines: `python` (the example's pure-Python Value), `arenagrad` (the same code with arenagrad's
 Value), `idiomatic` (arenagrad.linear/sum/max and optim.Adam), `compiled` (arenagrad.compile,
---batch names of one length per step as lanes). With --pypy, the pure-Python engine also runs
-under pypy3 when it is installed. Each figure is the median of --repeat runs, alternated
+--batch names of one length per step as lanes, over --compiled-steps steps, since each length
+is traced the first time it comes: tracing is part of the figure, spread over a run long enough
+to see every length several times). With --pypy, the pure-Python engine also runs under pypy3
+when it is installed. Each figure is the median of --repeat runs, alternated
 engine by engine; the ratios are against `python`.
 """
 
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--engines", default="python,arenagrad,idiomatic,compiled")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--compiled-steps", type=int, default=200)
     parser.add_argument("--pypy", action="store_true")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if engine not in ("python", "arenagrad", "idiomatic", "compiled"):
             parser.error(f"unknown engine {engine!r}")
     if args.quick:
-        args.steps, args.repeat, args.batch = 2, 1, 4
+        args.steps, args.repeat, args.batch, args.compiled_steps = 2, 1, 4, 2
 
     gpt = load_example()
     runs: dict[str, list[tuple[float, float]]] = {engine: [] for engine in engines}
@@ -90,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         for engine in engines:  # alternated, so a busy spell hits every engine alike
             steps = args.steps
             if engine == "python":
-                steps = max(1, args.steps // 4)  # ~0.7 s a step
+                steps = max(1, args.steps // 4)  # ~0.2-0.7 s a step
+            elif engine == "compiled":
+                steps = args.compiled_steps
             runs[engine].append(time_engine(gpt, engine, steps, args.batch))
     if args.pypy and (figure := pypy_time(args.steps)) is not None:
         runs["python (pypy3)"] = [figure]
@@ -106,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures))
         return 0
     base = figures.get("python")
-    print(f"GPT of examples/gpt.py, {args.steps} steps, median of {args.repeat}")
+    print(
+        f"GPT of examples/gpt.py: {args.steps} steps ({max(1, args.steps // 4)} in pure Python, "
+        f"{args.compiled_steps} compiled), median of {args.repeat}"
+    )
     print("| engine | ms per step | tokens per step | tokens per second | vs python (tokens/s) |")
     print("|---|---|---|---|---|")
     for name, f in figures.items():
