@@ -70,8 +70,12 @@ bool depends_on_inputs_or_parameters(const Arena& graph, NodeId fence, std::size
         seen[node - fence - 1] = 1;
         const Op o = graph.op[node];
         if (o == Op::Leaf) continue;  // a constant made while tracing
-        graph.for_each_operand(node, [&](NodeId operand) { stack.push_back(operand); });
-        if (o == Op::PowConst || o == Op::PowConstInt || o == Op::Mask) stack.push_back(graph.rhs[node]);
+        if (is_nary(o)) {
+            for (std::size_t k = 0; k < graph.rhs[node]; ++k) stack.push_back(graph.nary[graph.lhs[node] + k]);
+        } else {  // rhs: the second operand, or the operand again, an exponent, a condition
+            stack.push_back(graph.lhs[node]);
+            stack.push_back(graph.rhs[node]);
+        }
     }
     return depends;
 }
@@ -107,7 +111,9 @@ int refuse_traced_read(PyObject* value, const char* what) {
                  "into the tape, the same for every lane and every replay. Keep the computation in Values: "
                  "arenagrad.take(values, index) to select by a Value, arenagrad.max(values) for a maximum "
                  "(.detach() it for a softmax shift), v.relu() or arenagrad.max instead of a branch on a sign, "
-                 "v.detach() to stop gradients. (Parameters' and constants' values stay readable.)",
+                 "v.detach() to stop gradients. (Parameters' and constants' values stay readable. A "
+                 "user-defined op, Value(data, children, ...), computes its numbers this way: compile() "
+                 "cannot replay one; build it from arenagrad's ops.)",
                  what);
     return -1;
 }

@@ -236,9 +236,9 @@ class Nary(NamedTuple):
     min_operands: int  # a valid operand count is min_operands + a multiple of `step`
     step: int
     may_be_number: Callable[[int], bool]  # whether operand i may be given as a plain number
-    # The node's _prev as the set of operands it should equal, given the node and the operands
-    # (default: the operands themselves)
-    prev: Callable[[Any, list[Any]], set[Any]] | None = None
+    # The node's operands in order (its _children), given the node and the operands the
+    # builder was given (default: those)
+    children: Callable[[Any, list[Any]], list[Any]] | None = None
 
 
 def _sigmoid(a):
@@ -367,6 +367,11 @@ NARY = {
     ),
 }
 
+def _step_of(out, s):  # take's index node, step(s), if it is one
+    index = next(iter(p for p in out._prev if p._op == "step" and p._prev == {s}), None)
+    return index if index is not None else s
+
+
 def _take_index(s):  # step(s): always a valid index, whatever the operand's value
     return 1.0 if s > 0.0 else 0.0
 
@@ -407,7 +412,7 @@ NARY["take"] = Nary(
     3,
     1,
     lambda i: False,
-    lambda out, v: set(v[1:]) | {p for p in out._prev if p._op == "step" and p._prev == {v[0]}},
+    lambda out, v: [_step_of(out, v[0]), *v[1:]],
 )
 NARY["max"] = Nary(
     lambda engine, v: engine.max(v),
