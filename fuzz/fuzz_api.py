@@ -38,7 +38,9 @@ import atheris
 import numpy as np
 from arenagrad import _core
 
-ALLOWED = (TypeError, ValueError, OverflowError, AttributeError, MemoryError, RuntimeError)
+ALLOWED = (
+    TypeError, ValueError, IndexError, OverflowError, AttributeError, MemoryError, RuntimeError
+)  # IndexError: take() with an index out of range
 
 
 
