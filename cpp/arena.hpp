@@ -13,16 +13,35 @@
 //     built), compact() slides the needed nodes down, keeping their order, and tells each
 //     owner its new id. It runs when the arena has doubled since the last compaction, so its
 //     cost is amortised O(1) per node and memory stays flat.
+//
+// Per-node extras: the few nodes that carry something for Python beyond numbers (a label, a
+// user-defined op's `_op` and `_backward`, a Value subclass's type and attributes) have an
+// entry in a side table sorted by node id, so they keep it when their handle dies. The arena
+// moves these entries along with their nodes and hands back the ones of nodes it drops; what
+// they hold is the binding's business (ExtrasHooks).
+//
+// Python code can run in the middle of all this: freeing a dropped node's extras, or calling
+// a user's `_backward` in the sweep, may build Values, drop them, or start another backward().
+// So the arena is always consistent before such a call, and re-reads its state after it.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <new>
 #include <stdexcept>
 
 #include "ops.hpp"
 #include "pod_array.hpp"
+
+#if defined(__GNUC__)
+#define AG_LIKELY(condition) __builtin_expect(bool(condition), 1)
+#define AG_UNLIKELY(condition) __builtin_expect(bool(condition), 0)
+#else
+#define AG_LIKELY(condition) (condition)
+#define AG_UNLIKELY(condition) (condition)
+#endif
 
 namespace arenagrad {
 
@@ -40,6 +59,26 @@ struct ArenaFull : std::bad_alloc {
     }
 };
 
+// A node's extras in the side table (`extras`: opaque here, the binding's NodeExtras).
+struct NodeExtra {
+    NodeId id;
+    void* extras;
+};
+
+// What the arena asks of the binding about extras; every hook may run Python code.
+struct ExtrasHooks {
+    // The node is gone: free its extras.
+    void (*release)(void* extras) = nullptr;
+    // Whether the node's handle `owner` is kept alive by nothing but the node's own extras: a
+    // `_backward` closure over its own node, micrograd's pattern. Handle and closure then form
+    // a cycle the arena, not the garbage collector, must break: nobody else can reach the node.
+    bool (*held_by_own_backward)(void* owner, void* extras) = nullptr;
+    // Let go of that closure; the handle dies with it (and release()s its node).
+    void (*drop_backward)(void* extras) = nullptr;
+    // Run the node's Python `_backward`; false if it raised (the Python error is then set).
+    bool (*call_backward)(void* extras) = nullptr;
+};
+
 class Arena {
 public:
     // Called by compact() for every node that has an owner, with the node's new id.
@@ -52,11 +91,13 @@ public:
     PodArray<double> data;    // forward value, computed when the node is pushed
     PodArray<double> grad;
     PodArray<void*> owner;    // the Python handle of this node, or null
-    PodArray<NodeId> nary;    // operand lists of Linear ([b, w0, x0, w1, x1, ...]) and Sum
+    PodArray<NodeId> nary;    // operand lists of the n-ary ops (Linear: [b, w0, x0, w1, x1, ...])
 
     // While > 0, maybe_compact() does nothing: set by code that keeps node ids in locals
     // across calls that may run arbitrary Python (which may build Values).
     int compaction_blocked = 0;
+
+    ExtrasHooks hooks;  // set once by the binding
 
     std::size_t size() const { return op.size(); }
     std::size_t node_limit() const { return node_limit_; }
@@ -72,7 +113,7 @@ public:
         return op.capacity() * sizeof(Op) + (lhs.capacity() + rhs.capacity()) * sizeof(NodeId) +
                (data.capacity() + grad.capacity()) * sizeof(double) +
                owner.capacity() * sizeof(void*) + nary.capacity() * sizeof(NodeId) +
-               scratch_.capacity();
+               scratch_.capacity() + (extras_.capacity() + dropped_.capacity()) * sizeof(NodeExtra);
     }
 
     // ---- building nodes -------------------------------------------------------------
@@ -161,19 +202,52 @@ public:
         return push_nary(o, offset, n, out);
     }
 
+    // A user-defined op whose value is given. Python `_backward` (PyBackward): operands are
+    // the children. Given local derivatives (LocalGrads): [v, x0, c0, x1, c1, ...], with
+    // leaves v and c_k holding the value and the derivatives (rules::LocalGrads).
+    NodeId py_backward(double value, const NodeId* children, std::size_t n) {
+        const std::size_t offset = nary.size();
+        reserve_nary(n);
+        std::copy(children, children + n, nary.data() + offset);
+        nary.resize(offset + n);
+        const NodeId id = push_nary(Op::PyBackward, offset, n, value);
+        ++py_backward_nodes_;
+        return id;
+    }
+
+    NodeId local_grads(double value, const NodeId* children, const double* grads, std::size_t n) {
+        const std::size_t offset = nary.size(), count = 2 * n + 1;
+        reserve_nary(count);
+        NodeId* operands = nary.data() + offset;  // leaf pushes never move the side table
+        operands[0] = leaf(value);
+        for (std::size_t i = 0; i < n; ++i) {
+            operands[1 + 2 * i] = children[i];
+            operands[2 + 2 * i] = leaf(grads[i]);
+        }
+        nary.resize(offset + count);
+        return push_nary(Op::LocalGrads, offset, count, value);
+    }
+
     // ---- the reverse sweep ----------------------------------------------------------
-    // micrograd's backward: root.grad = 1, then each node reachable from the root adds
-    // local_derivative * its grad into its operands, in reverse topological order.
-    void backward(NodeId root) { sweep<false>(root); }
+    // micrograd's backward: root.grad = seed (1 for micrograd), then each node reachable from
+    // the root adds local_derivative * its grad into its operands, in reverse topological
+    // order. False if a Python `_backward` raised: the sweep stops there, its Python error set.
+    bool backward(NodeId root, double seed = 1.0) { return sweep<false>(root, seed); }
 
     // The same sweep without the fast paths (sweep.hpp): tests compare the two on every op.
-    void backward_generic(NodeId root) { sweep<true>(root); }
+    bool backward_generic(NodeId root) { return sweep<true>(root, 1.0); }
 
-    // Operands of a node, for `_prev` (PowConst's exponent leaf is not one).
+    // One node's local chain rule, once: micrograd's `node._backward()` (sweep.hpp).
+    bool backward_node(NodeId id);
+
+    // The children of a node, in operand order, for `_prev` and `_children`: its operands but
+    // the constants (PowConst's exponent, LocalGrads' value and derivatives).
     template <typename Visit>
-    void for_each_operand(NodeId id, Visit visit) const {
+    void for_each_child(NodeId id, Visit visit) const {
         const Op o = op[id];
-        if (is_nary(o)) {
+        if (o == Op::LocalGrads) {
+            for (std::size_t k = 1; k < rhs[id]; k += 2) visit(nary[lhs[id] + k]);
+        } else if (is_nary(o)) {
             for (std::size_t k = 0; k < rhs[id]; ++k) visit(nary[lhs[id] + k]);
         } else if (is_binary(o)) {
             visit(lhs[id]);
@@ -202,21 +276,23 @@ public:
         --live_handles_;
     }
 
+    // Drops the dead nodes on top: those without an owner, and those whose only owner is a
+    // handle that their own `_backward` closure keeps alive (whose cycle is broken here).
+    // This runs after every dropped temporary, so the common case stays inline and short:
+    // Python code can only run for nodes with extras (the dropped ones', or the new top's:
+    // a micrograd-style node always has extras), and the side table says at once if any.
+#if defined(__GNUC__)
+    __attribute__((always_inline))
+#endif
     void truncate_dead_top() {
-        const std::size_t top = size();
-        std::size_t n = top;
-        while (n > 0 && owner[n - 1] == nullptr) {
-            --n;
-            // n-ary operand lists were appended in node order, so the lowest popped n-ary
-            // node's offset is where the side table ends now.
-            if (is_nary(op[n])) nary.truncate(lhs[n]);
+        const std::size_t n = drop_unowned_top();
+        if (AG_UNLIKELY(has_extras_from(n == 0 ? 0 : n - 1))) {
+            // Not from inside that loop (a release() by the Python code it runs): the loop
+            // goes on by itself, and nesting it would recurse once per node of a long chain.
+            if (!truncating_) truncate_running_python();
+        } else if (op.sparse() || nary.sparse()) {  // only look at memory when some is free
+            give_back_memory();
         }
-        if (n == top) return;
-        truncate_nodes(n);
-        if (n == 0) nary.clear();
-        // This runs after every dropped temporary: only look at memory when there is some
-        // to give back.
-        if (op.sparse() || nary.sparse()) give_back_memory();
     }
 
     // What compaction walks and may free: the nodes plus the n-ary side table's entries. Both
@@ -226,13 +302,17 @@ public:
 
     // Compact only when the footprint has doubled since the last compaction (amortised O(1):
     // a compaction costs O(footprint)). Must be called where no unowned node is pending (i.e.
-    // before an op pushes anything).
+    // before an op pushes anything), and where Python code may run (see compact()).
+    bool compaction_due() const { return footprint() >= compact_at_ && compaction_blocked == 0; }
     void maybe_compact(Relocate relocate) {
-        if (footprint() >= compact_at_ && compaction_blocked == 0) compact(relocate);
+        if (compaction_due()) compact(relocate);
     }
 
-    // Slide every needed node down over the dead ones, keeping creation order.
+    // Slide every needed node down over the dead ones, keeping creation order. First breaks
+    // the cycles of dead micrograd-style nodes (break_dead_cycles), which runs Python code.
     void compact(Relocate relocate) {
+        if (compaction_blocked > 0) return;
+        break_dead_cycles();
         const std::size_t n = size();
         scratch_.assign(n, Mark::No);  // keep[i]
         Mark* keep = scratch_.data();
@@ -251,10 +331,16 @@ public:
         // id than its node, so it is already renumbered when the node is moved.
         PodArray<NodeId> new_id;
         new_id.resize(n);
-        std::size_t next = 0, nary_next = 0;
+        std::size_t next = 0, nary_next = 0, extra = 0, extras_next = 0;
         for (std::size_t i = 0; i < n; ++i) {
-            if (keep[i] == Mark::No) continue;
+            const bool has_extras = extra < extras_.size() && extras_[extra].id == i;
+            if (keep[i] == Mark::No) {
+                if (has_extras) dropped_.push_back_unchecked(extras_[extra++]);  // reserved
+                if (op[i] == Op::PyBackward) --py_backward_nodes_;
+                continue;
+            }
             new_id[i] = NodeId(next);
+            if (has_extras) extras_[extras_next++] = {NodeId(next), extras_[extra++].extras};
             const Op o = op[i];
             op[next] = o;
             if (is_nary(o)) {
@@ -277,10 +363,52 @@ public:
         }
         truncate_nodes(next);
         nary.truncate(nary_next);
+        extras_.truncate(extras_next);
         compact_at_ = std::max<std::size_t>(kMinCompactSize, 2 * footprint());
         ++compactions_;
         give_back_memory();  // what the dropped nodes held, if most of it
+        ++compaction_blocked;  // a compaction from the Python code that frees extras would recurse
+        release_dropped();
+        --compaction_blocked;
     }
+
+    // ---- per-node extras ---------------------------------------------------------------
+    // The extras of node `id`, or null.
+    void* extras_of(NodeId id) const {
+        const NodeExtra* begin = extras_.data();
+        const NodeExtra* end = begin + extras_.size();
+        const NodeExtra* at = std::lower_bound(begin, end, id, [](const NodeExtra& e, NodeId i) { return e.id < i; });
+        return at != end && at->id == id ? at->extras : nullptr;
+    }
+
+    // Gives node `id` its extras (it had none). A new node's entry is appended; an older
+    // node's is inserted in order. Throws ArenaFull, leaving the table unchanged.
+    void add_extras(NodeId id, void* extras) {
+        const std::size_t n = extras_.size();
+        try {
+            if (n == extras_.capacity()) extras_.reserve(n < 16 ? 16 : n + n / 2);
+            // Every entry of dropped_ came from extras_: room for both, so that dropping
+            // entries never allocates (it happens where an exception cannot be thrown).
+            const std::size_t both = dropped_.size() + n + 1;
+            if (both > dropped_.capacity()) dropped_.reserve(std::max(both, dropped_.capacity() + dropped_.capacity() / 2));
+        } catch (const std::bad_alloc&) {
+            throw ArenaFull();
+        }
+        std::size_t at = n;
+        while (at > 0 && extras_[at - 1].id > id) --at;
+        extras_.resize(n + 1);
+        std::memmove(extras_.data() + at + 1, extras_.data() + at, (n - at) * sizeof(NodeExtra));
+        extras_[at] = {id, extras};
+    }
+
+    std::size_t extras_count() const { return extras_.size(); }
+
+    // micrograd-style nodes, for sweeps other than backward()'s (grad_values.hpp): whether
+    // there are any, the highest at or below `top` (or -1), and running one's `_backward`
+    // (false if it raised; the Python error is then set).
+    bool has_py_backward() const { return py_backward_nodes_ > 0; }
+    std::ptrdiff_t highest_py_backward(std::ptrdiff_t top) const;
+    bool run_python_backward(NodeId id) { return call_python_backward(id); }
 
 private:
     static constexpr std::size_t kMinCompactSize = std::size_t(1) << 16;
@@ -288,10 +416,136 @@ private:
     enum class Mark : std::uint8_t { No, Yes };  // a flag per node
     PodArray<Mark> scratch_;  // reached/keep flags, reused between sweeps
 
-    // The reverse sweep, in sweep.hpp. Generic: no fast paths.
+    // The reverse sweep, in sweep.hpp. Generic: no fast paths. Marking: whether it records
+    // which nodes it reached (a single node's step does not).
+    template <bool Marking>
     struct Sweep;
+    struct SweepScope;
     template <bool Generic>
-    void sweep(NodeId root);
+    bool sweep(NodeId root, double seed);
+    template <bool Generic>
+    std::ptrdiff_t sweep_native(std::size_t top, Mark* reached);
+    std::size_t py_backward_nodes_ = 0;  // how many PyBackward nodes the arena holds
+    bool call_python_backward(NodeId id) {
+        void* extras = extras_of(id);
+        return extras == nullptr || hooks.call_backward == nullptr || hooks.call_backward(extras);
+    }
+    int sweeps_ = 0;  // sweeps running (one may start another from a Python `_backward`)
+
+    // Extras, sorted by node id; and those of dropped nodes, until released (add_extras keeps
+    // room in dropped_ for every entry of both).
+    PodArray<NodeExtra> extras_;
+    PodArray<NodeExtra> dropped_;
+    bool truncating_ = false;
+
+    // Frees the extras of dropped nodes (Python code runs). Returns whether there were any.
+    bool release_dropped() {
+        if (dropped_.size() == 0) return false;
+        while (dropped_.size() > 0) {  // one at a time: the code run may drop more
+            void* extras = dropped_[dropped_.size() - 1].extras;
+            dropped_.truncate(dropped_.size() - 1);
+            if (hooks.release != nullptr) hooks.release(extras);
+        }
+        return true;
+    }
+
+    // Truncates the nodes without an owner on top, with their n-ary operand lists; returns
+    // the new size.
+    std::size_t drop_unowned_top() {
+        const std::size_t top = size();
+        std::size_t n = top;
+        while (n > 0 && owner[n - 1] == nullptr) {
+            --n;
+            // n-ary operand lists were appended in node order, so the lowest popped n-ary
+            // node's offset is where the side table ends now.
+            if (is_nary(op[n])) {
+                nary.truncate(lhs[n]);
+                if (op[n] == Op::PyBackward) --py_backward_nodes_;
+            }
+        }
+        if (n < top) {
+            truncate_nodes(n);
+            if (n == 0) nary.clear();
+        }
+        return n;
+    }
+
+    // Whether the side table has entries of nodes at or above `n` (dropped nodes').
+    bool has_extras_from(std::size_t n) const {
+        return extras_.size() > 0 && extras_[extras_.size() - 1].id >= n;
+    }
+
+    // truncate_dead_top when Python code runs: freeing dropped nodes' extras, and breaking the
+    // cycle of a top node held only by its own `_backward` (whose handle then dies). Either
+    // may change anything, so look at the top again after each.
+#if defined(__GNUC__)
+    __attribute__((noinline))
+#endif
+    void truncate_running_python() {
+        truncating_ = true;
+        ++compaction_blocked;  // that code must not renumber the nodes under this loop
+        for (;;) {
+            const std::size_t n = drop_unowned_top();
+            if (has_extras_from(n)) {
+                while (has_extras_from(n)) {
+                    dropped_.push_back_unchecked(extras_[extras_.size() - 1]);  // room reserved
+                    extras_.truncate(extras_.size() - 1);
+                }
+                release_dropped();
+                continue;
+            }
+            if (!held_by_own_backward(n)) break;
+            hooks.drop_backward(extras_of(NodeId(n - 1)));  // the handle dies: look again
+        }
+        --compaction_blocked;
+        truncating_ = false;
+        if (op.sparse() || nary.sparse()) give_back_memory();
+    }
+
+    // Whether the top node of an arena of `n` nodes (n - 1) is a micrograd-style node owned
+    // only by a handle that its own `_backward` keeps alive.
+    bool held_by_own_backward(std::size_t n) const {
+        return n > 0 && op[n - 1] == Op::PyBackward && held_by_own_backward_at(NodeId(n - 1));
+    }
+
+    bool held_by_own_backward_at(NodeId id) const {
+        if (op[id] != Op::PyBackward || owner[id] == nullptr || hooks.held_by_own_backward == nullptr) return false;
+        void* extras = extras_of(id);
+        return extras != nullptr && hooks.held_by_own_backward(owner[id], extras);
+    }
+
+    // micrograd's `out._backward = lambda: ... out.grad ...` is a closure over its own node:
+    // the node's handle lives as long as the closure, and the closure as long as the node.
+    // Before compacting, break that cycle for every such node nobody else needs: walking from
+    // the top down (a closure's other references are to nodes below), each one whose handle
+    // only its own closure keeps alive, and that no needed node above uses, lets go of its
+    // closure. Stops if the Python code run by that changes the number of nodes.
+    void break_dead_cycles() {
+        if (py_backward_nodes_ == 0) return;
+        const std::size_t n = size();
+        PodArray<Mark> needed;  // not scratch_: the Python code run below may start a sweep
+        needed.assign(n, Mark::No);
+        truncating_ = true;  // no cycle breaking from the releases below: this loop does it
+        ++compaction_blocked;
+        for (std::size_t i = n; i-- > 0 && size() == n;) {
+            if (owner[i] != nullptr && needed[i] == Mark::No && held_by_own_backward_at(NodeId(i))) {
+                hooks.drop_backward(extras_of(NodeId(i)));
+                if (owner[i] == nullptr) continue;
+            }
+            if (owner[i] != nullptr) needed[i] = Mark::Yes;
+            if (needed[i] == Mark::No) continue;
+            const Op o = op[i];
+            if (is_nary(o)) {
+                for (std::size_t k = 0; k < rhs[i]; ++k) needed[nary[lhs[i] + k]] = Mark::Yes;
+            } else if (o != Op::Leaf) {
+                needed[lhs[i]] = Mark::Yes;
+                needed[rhs[i]] = Mark::Yes;
+            }
+        }
+        --compaction_blocked;
+        truncating_ = false;
+        truncate_dead_top();
+    }
 
     std::size_t live_handles_ = 0;
     std::size_t compactions_ = 0;
@@ -325,6 +579,15 @@ private:
             grad.reserve(cap);
             owner.reserve(cap);
         } catch (const std::bad_alloc&) {
+            // Give back what the arrays that did grow took: the usable capacity is that of the
+            // smallest, and what is left of memory may be needed to recover (a backward()).
+            const std::size_t usable = std::min(node_capacity(), node_limit_);
+            op.shrink_to(usable);
+            lhs.shrink_to(usable);
+            rhs.shrink_to(usable);
+            data.shrink_to(usable);
+            grad.shrink_to(usable);
+            owner.shrink_to(usable);
             node_capacity_ = std::min(node_capacity(), node_limit_);
             throw ArenaFull();
         }
@@ -352,6 +615,9 @@ private:
     }
 
     // After a big graph dies, return most of its memory (hysteresis: only when < 1/4 used).
+#if defined(__GNUC__)
+    __attribute__((noinline))
+#endif
     void give_back_memory() {
         op.shrink_if_sparse();
         lhs.shrink_if_sparse();
@@ -360,8 +626,10 @@ private:
         grad.shrink_if_sparse();
         owner.shrink_if_sparse();
         nary.shrink_if_sparse();
-        scratch_.clear();
-        scratch_.shrink_if_sparse();
+        if (sweeps_ == 0) {  // a running sweep's reached flags live there
+            scratch_.clear();
+            scratch_.shrink_if_sparse();
+        }
         node_capacity_ = std::min(node_capacity(), node_limit_);
     }
 

@@ -1,11 +1,14 @@
-// Module functions over many Values at once: sum(), linear() and zero_grad().
+// Module functions over many Values at once: sum(), linear() and zero_grad(); no_grad()'s
+// switch; and the check compile() makes for ops a tape cannot replay.
 //
 // sum() and linear() build one n-ary node for what micrograd builds as a chain of `+` and `*`
 // nodes; nn.Neuron and the losses call them with lists of exact Values and floats, so that
 // case is read straight into the arena (see Items).
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <new>
+#include <vector>
 
 #include "value.hpp"
 
@@ -81,6 +84,13 @@ public:
         });
     }
 
+    // The value of item i, a Value's data or a number: for no_grad(), which makes no nodes.
+    double value(const Arena& graph, std::size_t i) const {
+        if (owned_ == nullptr)
+            return PyFloat_CheckExact(items_[i]) ? PyFloat_AS_DOUBLE(items_[i]) : graph.data[value_node(items_[i])];
+        return converted_[i].is_number ? converted_[i].number : graph.data[value_node(items_[i])];
+    }
+
 private:
     struct Converted {
         bool is_number;  // else a Value
@@ -144,21 +154,25 @@ private:
 };
 
 PyObject* module_sum(PyObject*, PyObject* values) {
+    if (!compact_if_due(arena())) return nullptr;
     Items items;
     if (!items.load(values, "arenagrad.sum(): values", Numbers::Allowed)) return nullptr;
     if (items.ran_python() && !items.unchanged()) return nullptr;
     const std::size_t n = items.size();
+    Arena& graph = arena();
+    if (!grad_enabled()) {  // the same fold, into a leaf
+        double acc = rules::Sum::start();
+        for (std::size_t i = 0; i < n; ++i) acc = rules::Sum::step(acc, items.value(graph, i));
+        return guarded([&] { return wrap_new_node(graph.leaf(acc)); });
+    }
     return items.with_nodes([&](auto node) {
-        return guarded([&] {
-            Arena& graph = arena();
-            compact_if_due(graph);
-            return wrap_new_node(graph.sum(n, [&](std::size_t i) { return node(graph, i); }));
-        });
+        return guarded([&] { return wrap_new_node(graph.sum(n, [&](std::size_t i) { return node(graph, i); })); });
     });
 }
 
 PyObject* module_linear(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 3) return PyErr_Format(PyExc_TypeError, "linear(b, ws, xs) takes 3 arguments (%zd given)", nargs);
+    if (!compact_if_due(arena())) return nullptr;
     PyObject* bias = args[0];
     double bias_number = 0.0;
     const bool bias_is_value = is_value(bias);
@@ -175,10 +189,15 @@ PyObject* module_linear(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (inputs.size() != n)
         return PyErr_Format(PyExc_ValueError, "linear(): got %zu weights but %zu inputs", n, inputs.size());
     PyObject* const* w = weights.values();
+    Arena& graph = arena();
+    if (!grad_enabled()) {  // the same fold, into a leaf
+        double acc = rules::Linear::start(bias_is_value ? graph.data[value_node(bias)] : bias_number);
+        for (std::size_t i = 0; i < n; ++i)
+            acc = rules::Linear::step(acc, graph.data[value_node(w[i])], inputs.value(graph, i));
+        return guarded([&] { return wrap_new_node(graph.leaf(acc)); });
+    }
     return inputs.with_nodes([&](auto input_node) {
         return guarded([&] {
-            Arena& graph = arena();
-            compact_if_due(graph);
             const NodeId b = bias_is_value ? value_node(bias) : graph.leaf(bias_number);
             return wrap_new_node(graph.linear(
                 b, n, [&](std::size_t i) { return value_node(w[i]); },
@@ -196,12 +215,68 @@ PyObject* module_zero_grad(PyObject*, PyObject* values) {
     Py_RETURN_NONE;
 }
 
+// no_grad()'s switch for the calling thread (python/arenagrad/grad_mode.py is the public side).
+PyObject* enter_no_grad(PyObject*, PyObject*) {
+    if (GradMode::depth++ == 0) ++GradMode::threads_without_grad;
+    Py_RETURN_NONE;
+}
+
+PyObject* exit_no_grad(PyObject*, PyObject*) {
+    if (GradMode::depth == 0) return PyErr_Format(PyExc_RuntimeError, "_exit_no_grad(): not inside no_grad()");
+    if (--GradMode::depth == 0) --GradMode::threads_without_grad;
+    Py_RETURN_NONE;
+}
+
+PyObject* is_grad_enabled(PyObject*, PyObject*) { return PyBool_FromLong(grad_enabled()); }
+
+// The first node (as a Value) that the outputs reach above the fence and that a tape cannot
+// replay (a user-defined op), or None. compile() refuses such a trace, naming the op.
+PyObject* not_replayable(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 2 || !is_value(args[0]) || !PyList_Check(args[1]))
+        return PyErr_Format(PyExc_TypeError, "_not_replayable(fence, outputs) takes a Value and a list of Values");
+    PyObject* outputs = args[1];
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(outputs); ++k)
+        if (!is_value(PyList_GET_ITEM(outputs, k)))
+            return PyErr_Format(PyExc_TypeError, "_not_replayable(): outputs must be Values");
+    const Arena& graph = arena();
+    const std::size_t base = std::size_t(value_node(args[0])) + 1;
+    std::size_t top = base;
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(outputs); ++k)
+        top = std::max(top, std::size_t(value_node(PyList_GET_ITEM(outputs, k))) + 1);
+    std::vector<bool> reached(top - base, false);
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(outputs); ++k) {
+        const NodeId id = value_node(PyList_GET_ITEM(outputs, k));
+        if (id >= base) reached[id - base] = true;
+    }
+    for (std::size_t i = top; i-- > base;) {  // ids are topological: one reverse pass
+        if (!reached[i - base]) continue;
+        const Op o = graph.op[i];
+        if (!is_replayable(o)) return handle_of(NodeId(i));
+        auto need = [&](NodeId id) {
+            if (id >= base) reached[id - base] = true;
+        };
+        if (is_nary(o)) {
+            for (std::size_t k = 0; k < graph.rhs[i]; ++k) need(graph.nary[graph.lhs[i] + k]);
+        } else if (o != Op::Leaf) {
+            need(graph.lhs[i]);
+            need(graph.rhs[i]);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 PyMethodDef functions[] = {
     {"sum", module_sum, METH_O,
      "sum(values) -> Value\n\nOne n-ary node for v0 + v1 + ... (numbers allowed), summed left to right from 0.0."},
     {"linear", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(module_linear)), METH_FASTCALL,
      "linear(b, ws, xs) -> Value\n\nOne fused node for b + w0*x0 + w1*x1 + ..., summed in micrograd's order."},
     {"zero_grad", module_zero_grad, METH_O, "zero_grad(values) -> None\n\nSet .grad = 0.0 on every Value given."},
+    {"_enter_no_grad", enter_no_grad, METH_NOARGS, "_enter_no_grad() -> None\n\nno_grad()'s __enter__."},
+    {"_exit_no_grad", exit_no_grad, METH_NOARGS, "_exit_no_grad() -> None\n\nno_grad()'s __exit__."},
+    {"is_grad_enabled", is_grad_enabled, METH_NOARGS,
+     "is_grad_enabled() -> bool\n\nFalse inside no_grad() (in this thread): ops then build leaves."},
+    {"_not_replayable", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(not_replayable)), METH_FASTCALL,
+     "_not_replayable(fence, outputs) -> Value | None\n\nThe first traced node a tape cannot replay."},
     {nullptr, nullptr, 0, nullptr},
 };
 

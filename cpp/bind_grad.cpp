@@ -167,10 +167,24 @@ bool gradient_numbers(const Arguments& a, PyObject* result) {
     const std::vector<NodeId> out = node_ids(a.outputs), in = node_ids(a.inputs);
     std::vector<double> grads(in.size());
     const std::unique_ptr<bool[]> used(new bool[in.size()]);
-    static GradientValues scratch;  // the GIL is held: one call at a time
+    // The GIL is held: one call at a time, except one started by a Python `_backward` that
+    // this call runs, which gets buffers of its own.
+    static GradientValues scratch;
+    static bool scratch_in_use = false;
+    struct Use {
+        bool mine = !scratch_in_use;
+        Use() { scratch_in_use = true; }
+        ~Use() { scratch_in_use = !mine; }
+        Use(const Use&) = delete;
+        Use& operator=(const Use&) = delete;
+    };
     try {
-        scratch.compute(arena(), out.data(), a.seeds.data(), out.size(), in.data(), in.size(), grads.data(),
-                        used.get());
+        GradientValues own;
+        const Use use;
+        GradientValues& buffers = use.mine ? scratch : own;
+        if (!buffers.compute(arena(), out.data(), a.seeds.data(), out.size(), in.data(), in.size(), grads.data(),
+                             used.get()))
+            return false;
     } catch (const std::bad_alloc&) {
         PyErr_NoMemory();
         return false;

@@ -29,7 +29,8 @@ void bind_ops(py::module_& m) {
             if (!is_value(value.ptr()))
                 throw py::type_error(std::string("_backward_generic() takes a Value, not '") +
                                      Py_TYPE(value.ptr())->tp_name + "'");
-            arena().backward_generic(value_node(value.ptr()));  // std::bad_alloc -> MemoryError
+            // std::bad_alloc -> MemoryError; false: a Python `_backward` raised
+            if (!arena().backward_generic(value_node(value.ptr()))) throw py::error_already_set();
         },
         py::arg("value"),
         "Tests only: value.backward(), with every node dispatched through the op table (no fast paths).");
@@ -53,6 +54,8 @@ void bind_ops(py::module_& m) {
                 compact_if_due(graph);
                 const NodeId a = value_node(operands[0].ptr());
                 const NodeId b = arity == 2 ? value_node(operands[1].ptr()) : a;
+                // under no_grad(), a leaf holding the op's value, as every op gives
+                if (!grad_enabled()) return wrap_new_node(graph.leaf(forward(op, graph.data[a], graph.data[b])));
                 return wrap_new_node(arity == 2 ? graph.binary(op, a, b) : graph.unary(op, a));
             });
             if (node == nullptr) throw py::error_already_set();

@@ -54,6 +54,11 @@ Vector gather(py::handle params, const char* what, const PodArray<double> Arena:
 }
 
 void scatter(py::handle params, py::handle values, const char* what, PodArray<double> Arena::*field) {
+    // float(v) gives a Value's data: refuse Values instead of reading them as numbers.
+    bool holds_values = is_value(values.ptr());
+    if (PyList_Check(values.ptr()) || PyTuple_Check(values.ptr()))
+        for (py::handle item : values) holds_values = holds_values || is_value(item.ptr());
+    if (holds_values) throw py::type_error(std::string(what) + ": values must be numbers, not Values");
     // Convert first (this may run arbitrary Python code), then check the Values and write
     // with no Python in between. numpy casts complex to float dropping the imaginary parts,
     // with only a warning: refused, as for a single number.

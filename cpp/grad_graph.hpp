@@ -154,7 +154,7 @@ private:
             if (id <= top_) on_path_[id - lowest_] = 1;
         for (std::size_t i = lowest_; i <= top_; ++i) {
             if (on_path_[i - lowest_] != 0) continue;
-            graph_.for_each_operand(NodeId(i), [&](NodeId operand) {
+            graph_.for_each_child(NodeId(i), [&](NodeId operand) {
                 if (operand >= lowest_ && on_path_[operand - lowest_] != 0) on_path_[i - lowest_] = 1;
             });
         }

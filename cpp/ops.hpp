@@ -36,7 +36,8 @@ enum class Kind : std::uint8_t { Leaf, Unary, Binary, Nary };
 
 // X(Enum, kind, name, symbol): Op::Enum, of that kind, computed by rules::Enum. `name` is its
 // identifier in arenagrad._core.op_table, reference.OPS and the tests' tables; `symbol` is
-// micrograd's `_op` string (for PowConst the binding appends the exponent).
+// micrograd's `_op` string (for PowConst the binding appends the exponent; user-defined ops,
+// the last two rows, show the `_op` their author gave, '' by default).
 // clang-format off
 #define AG_OPS(X)                                      \
     X(Add,         Binary, "add",           "+")       \
@@ -59,6 +60,8 @@ enum class Kind : std::uint8_t { Leaf, Unary, Binary, Nary };
     X(Mask,        Unary,  "mask",          "mask")    \
     X(Linear,      Nary,   "linear",        "linear")  \
     X(Sum,         Nary,   "sum",           "sum")     \
+    X(LocalGrads,  Nary,   "local_grads",   "local_grads") \
+    X(PyBackward,  Nary,   "py_backward",   "py_backward") \
     X(Take,        Nary,   "take",          "take")    \
     X(Max,         Nary,   "max",           "max")     \
     X(Detach,      Unary,  "detach",        "detach")
@@ -355,6 +358,47 @@ struct Sum {
     static N grad_term(G&, N, N, N grad) { return grad; }
 };
 
+// User-defined ops: the user's Python code gives the node's value and its local derivatives.
+// Neither can be replayed: compile() refuses a traced graph holding one (`replayable`).
+
+// microgpt's `Value(data, children, local_grads)`: operands [v, x0, c0, x1, c1, ...], where
+// the leaves v and c_k hold the given value and local derivatives. Like PowConst's exponent,
+// they are constants, not children: only the x_k are (`_prev`), and their own gradients are
+// never read. The fold returns v; d(out)/d(x_k) = c_k.
+struct LocalGrads {
+    static constexpr unsigned head = 1, term = 2;
+    // v and c_k are numbers computed from `.data` when the node was built: a trace would
+    // freeze them, so a replay would give every lane the traced lane's numbers.
+    static constexpr bool replayable = false;
+    AG_HOST_DEVICE static constexpr double start(double v) { return v; }
+    AG_HOST_DEVICE static constexpr double step(double acc, double, double) { return acc; }
+    AG_HOST_DEVICE static constexpr double d_head(double, double) { return 0.0; }
+    AG_HOST_DEVICE static constexpr Partials d_term(double, double c, double) { return {c, 0.0}; }
+    // c_k * grad, c_k being the constant leaf: differentiated again, the derivative through
+    // c_k is 0 (the user's local gradients are numbers, docs/higher_order.md)
+    template <typename G, typename N>
+    static auto grad_head(G& nodes, N, N, N grad) { return nodes.times(nodes.constant(0.0), grad); }
+    template <typename G, typename N>
+    static auto grad_term_a(G& nodes, N, N c, N, N grad) { return nodes.times(c, grad); }
+    template <typename G, typename N>
+    static auto grad_term_b(G& nodes, N, N, N, N grad) { return nodes.times(nodes.constant(0.0), grad); }
+};
+
+// micrograd's own way: `out = Value(data, _children, _op)` plus a Python `out._backward`
+// closure that applies the chain rule itself. Operands: the children. The eager sweep calls
+// the closure at the node's place (sweep.hpp); no native formula exists, so these give nan,
+// and a misuse shows instead of passing for a number.
+struct PyBackward {
+    static constexpr unsigned head = 0, term = 1;
+    static constexpr bool replayable = false;  // a replay runs no Python
+    AG_HOST_DEVICE static double start() { return std::nan(""); }
+    AG_HOST_DEVICE static double step(double, double) { return std::nan(""); }
+    AG_HOST_DEVICE static double d_term(double, double) { return std::nan(""); }
+    // Python code, not ops: create_graph=True refuses it (RuntimeError naming its `_op`)
+    template <typename G, typename N>
+    static N grad_term(G& nodes, N, N out, N) { return nodes.refuse(out); }
+};
+
 // a's value, through which no gradient flows on (0 * g): Value.detach() while compile()
 // traces, where a frozen leaf would hold the placeholders' value (a replay computes this per
 // lane and per forward).
@@ -487,6 +531,24 @@ AG_HOST_DEVICE constexpr Kind kind_of(Op op) {
 AG_HOST_DEVICE constexpr bool is_nary(Op op) { return kind_of(op) == Kind::Nary; }
 AG_HOST_DEVICE constexpr bool is_unary(Op op) { return kind_of(op) == Kind::Unary; }
 AG_HOST_DEVICE constexpr bool is_binary(Op op) { return kind_of(op) == Kind::Binary; }
+
+// Whether an op can be recorded on a tape and replayed: every op whose rule does not say
+// otherwise (`static constexpr bool replayable = false`).
+template <typename Rule, typename = void>
+struct RuleReplayable : std::true_type {};
+template <typename Rule>
+struct RuleReplayable<Rule, std::void_t<decltype(Rule::replayable)>> : std::bool_constant<Rule::replayable> {};
+
+AG_HOST_DEVICE constexpr bool is_replayable(Op op) {
+    switch (op) {
+        case Op::Leaf: return true;
+#define AG_REPLAYABLE_CASE(E, ...) \
+    case Op::E: return RuleReplayable<rules::E>::value;
+        AG_OPS(AG_REPLAYABLE_CASE)
+#undef AG_REPLAYABLE_CASE
+    }
+    return true;
+}
 
 // Whether a local derivative's type says it is exactly 1 (see One).
 template <typename D>

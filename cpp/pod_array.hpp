@@ -57,6 +57,16 @@ public:
         size_ = n;
     }
 
+    // Lower the capacity to n (>= size()), giving the rest back.
+    void shrink_to(std::size_t n) {
+        if (n >= capacity_ || n < size_ || n == 0) return;
+        void* smaller = std::realloc(data_, n * sizeof(T));
+        if (smaller != nullptr) {
+            data_ = static_cast<T*>(smaller);
+            capacity_ = n;
+        }
+    }
+
     bool sparse() const { return capacity_ > kShrinkAbove && size_ < capacity_ / 4; }
 
     // Give memory back when the array has shrunk to well under its capacity.

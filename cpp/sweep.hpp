@@ -6,35 +6,41 @@
 // take fast paths, the rules instantiated for that op; every other op goes through the table's
 // run-time derivatives(). Arena::backward_generic sends every op through the latter, so tests
 // can compare the two forms on every op.
+//
+// A micrograd-style user op (PyBackward) has no formula here: the sweep calls its Python
+// `_backward` at the node's place. That code may build Values (growing, so moving, every
+// array), drop them, or start another backward(); so compaction is blocked while a sweep runs
+// (node ids stay put), the sweep re-reads every array after the call, and a sweep started
+// from inside one gets reached flags of its own.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 
 #include "arena.hpp"
 #include "ops.hpp"
-
-#if defined(__GNUC__)
-#define AG_LIKELY(condition) __builtin_expect(bool(condition), 1)
-#else
-#define AG_LIKELY(condition) (condition)
-#endif
 
 namespace arenagrad {
 
 // The arrays a sweep reads and writes, as raw pointers in a local object: a flag store is a
 // byte store, which C++ lets alias any object, so with members the compiler would reload every
 // array's pointer at every node.
+template <bool Marking>
 struct Arena::Sweep {
     const NodeId* first;
     const NodeId* second;
     const NodeId* operand_lists;
     const double* values;
     double* grads;
-    Mark* reached;
+    Mark* reached;  // unused unless Marking
+
+    Sweep(Arena& a, Mark* flags)
+        : first(a.lhs.data()), second(a.rhs.data()), operand_lists(a.nary.data()), values(a.data.data()),
+          grads(a.grad.data()), reached(flags) {}
 
     void add(NodeId operand, double contribution) const {
         grads[operand] += contribution;
-        reached[operand] = Mark::Yes;
+        if constexpr (Marking) reached[operand] = Mark::Yes;
     }
 
     // Node i's local derivatives times its grad, into its operands, in operand order.
@@ -44,7 +50,9 @@ struct Arena::Sweep {
         using Rule = typename Info::Rule;
         const double g = grads[i], out = values[i];
         const NodeId a = first[i], b = second[i];
-        if constexpr (Info::kind == Kind::Unary) {
+        if constexpr (O == Op::PyBackward) {
+            // no formula: its Python `_backward` is run by the caller (Arena::sweep)
+        } else if constexpr (Info::kind == Kind::Unary) {
             add(a, Rule::derivative(values[a], values[b], out) * g);
         } else if constexpr (Info::kind == Kind::Binary) {
             const Partials d = Rule::derivatives(values[a], values[b], out);
@@ -72,37 +80,102 @@ struct Arena::Sweep {
     }
 };
 
+// The reached flags of a sweep, and the arena's state while it runs.
+struct Arena::SweepScope {
+    Arena& arena;
+    PodArray<Mark> own;  // flags of a sweep started while another runs
+    Mark* reached;
+
+    SweepScope(Arena& a, std::size_t n) : arena(a) {
+        PodArray<Mark>& flags = a.sweeps_ == 0 ? a.scratch_ : own;
+        flags.assign(n, Mark::No);  // may throw: before anything changes
+        reached = flags.data();
+        ++a.sweeps_;
+        ++a.compaction_blocked;
+    }
+    ~SweepScope() {
+        --arena.sweeps_;
+        --arena.compaction_blocked;
+    }
+    SweepScope(const SweepScope&) = delete;
+    SweepScope& operator=(const SweepScope&) = delete;
+};
+
 template <bool Generic>
-void Arena::sweep(NodeId root) {
-    scratch_.assign(std::size_t(root) + 1, Mark::No);  // reached[i]: is node i reachable?
-    const Sweep s{lhs.data(), rhs.data(), nary.data(), data.data(), grad.data(), scratch_.data()};
+bool Arena::sweep(NodeId root, double seed) {
+    SweepScope scope(*this, std::size_t(root) + 1);  // reached[i]: is node i reachable?
+    scope.reached[root] = Mark::Yes;
+    grad[root] = seed;
+    // The native nodes run in sweep_native, down to the next micrograd-style node it
+    // reaches, whose Python `_backward` runs here; then on below it, every array read afresh.
+    std::size_t top = std::size_t(root);
+    for (;;) {
+        const std::ptrdiff_t at = sweep_native<Generic>(top, scope.reached);
+        if (at < 0) return true;
+        const std::size_t i = std::size_t(at);
+        const NodeId* children = nary.data() + lhs[i];
+        for (std::size_t k = 0; k < rhs[i]; ++k) scope.reached[children[k]] = Mark::Yes;  // micrograd visits them
+        if (!call_python_backward(NodeId(i))) return false;
+        if (i == 0) return true;
+        top = i - 1;
+    }
+}
+
+// Nodes top, top - 1, ..., down to 0, or up to the first reached micrograd-style node, whose
+// id it returns (-1 if none: the sweep is done). GCC 12 turns the array reads of
+// this loop into one pointer per array, stepped at every node, even for the nodes it skips
+// (~3 more instructions per node, ~10% of the sweep); without induction-variable
+// optimisation it indexes them, as here, and with a signed index counting down to 0 the loop
+// costs two instructions per node (`sub; jns`; an unsigned `i-- > 0` costs four here).
+// fp-contract=off is the build's own setting, repeated so that no compiler reading the
+// attribute as a reset of the options fuses `g += d * g_out`.
+template <bool Generic>
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline, optimize("no-ivopts", "fp-contract=off")))
+#endif
+std::ptrdiff_t Arena::sweep_native(std::size_t top, Mark* reached) {
+    const Sweep<true> s(*this, reached);
     const Op* const ops = op.data();
-    s.reached[root] = Mark::Yes;
-    s.grads[root] = 1.0;
-    for (std::size_t i = std::size_t(root) + 1; i-- > 0;) {
+    for (std::ptrdiff_t n = std::ptrdiff_t(top); n >= 0; --n) {
+        const std::size_t i = std::size_t(n);
         const Op o = ops[i];
         if (o == Op::Leaf || s.reached[i] == Mark::No) continue;
-        // The commonest ops first, in order of frequency. Through the switch alone every node
-        // takes an indirect jump, which the CPU predicts worse than a branch (~1 ns per node
-        // more on the benchmark graph); without the hint GCC turns this whole chain back into
-        // one jump table.
-        if (!Generic && AG_LIKELY(o == Op::Add)) {
+        if (Generic) {
+            // The table's run-time form: one small switch (tests compare it with the other).
+            if (is_nary(o)) {
+                if (o == Op::PyBackward) return std::ptrdiff_t(i);
+                visit(o, [s, i](auto info) { s.template step<decltype(info)::op>(i); });
+                continue;
+            }
+            const NodeId a = s.first[i], b = s.second[i];
+            double da, db;
+            derivatives(o, s.values[a], s.values[b], s.values[i], da, db);
+            const double g = s.grads[i];
+            s.add(a, da * g);
+            if (is_binary(o)) s.add(b, db * g);
+        } else if (AG_LIKELY(o == Op::Add)) {
+            // The commonest ops first, in order of frequency. Through the switch alone every
+            // node takes an indirect jump, which the CPU predicts worse than a branch (~0.6 ns
+            // per node more on the benchmark graph); without the hint GCC turns this whole
+            // chain back into one jump table.
             s.step<Op::Add>(i);
-        } else if (!Generic && o == Op::Mul) {
+        } else if (o == Op::Mul) {
             s.step<Op::Mul>(i);
-        } else if (!Generic && o == Op::Linear) {
+        } else if (o == Op::Linear) {
             s.step<Op::Linear>(i);
-        } else if (!Generic && o == Op::Relu) {
+        } else if (o == Op::Relu) {
             s.step<Op::Relu>(i);
-        } else if (!Generic && o == Op::Sum) {
+        } else if (o == Op::Sum) {
             s.step<Op::Sum>(i);
-        } else if (!Generic && o == Op::Sub) {
+        } else if (o == Op::Sub) {
             s.step<Op::Sub>(i);
         } else if (is_nary(o)) {
-            // by value: a reference would let `s` escape, and its pointers be reloaded
-            visit(o, [s, i](auto info) { s.step<decltype(info)::op>(i); });
+            if (o == Op::PyBackward) return std::ptrdiff_t(i);
+            // By value: a reference would let `s` escape, and its pointers be reloaded.
+            visit(o, [s, i](auto info) { s.template step<decltype(info)::op>(i); });
         } else {
             // The table's run-time form: one small switch, inlined here, for every other op.
+            // (A jump table over every op here would take the chain above into it.)
             const NodeId a = s.first[i], b = s.second[i];
             double da, db;
             derivatives(o, s.values[a], s.values[b], s.values[i], da, db);
@@ -111,6 +184,27 @@ void Arena::sweep(NodeId root) {
             if (is_binary(o)) s.add(b, db * g);
         }
     }
+    return -1;
+}
+
+// The highest PyBackward node at or below `top`, or -1.
+inline std::ptrdiff_t Arena::highest_py_backward(std::ptrdiff_t top) const {
+    const NodeExtra* begin = extras_.data();
+    const NodeExtra* at = std::upper_bound(begin, begin + extras_.size(), top,
+                                           [](std::ptrdiff_t id, const NodeExtra& e) { return id < std::ptrdiff_t(e.id); });
+    while (at != begin) {
+        --at;
+        if (op[at->id] == Op::PyBackward) return std::ptrdiff_t(at->id);
+    }
+    return -1;
+}
+
+inline bool Arena::backward_node(NodeId id) {
+    const Op o = op[id];
+    if (o == Op::PyBackward) return call_python_backward(id);
+    const Sweep<false> s(*this, nullptr);
+    visit(o, [&s, id](auto info) { s.template step<decltype(info)::op>(id); });
+    return true;
 }
 
 }  // namespace arenagrad

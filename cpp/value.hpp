@@ -11,8 +11,9 @@
 //  * Convert every Python number to a double *before* pushing any node: a conversion may run
 //    Python code (a `__float__`), which may free Values and truncate the arena, and an
 //    unowned node pushed earlier would be truncated with them.
-//  * Call compact_if_due() before reading node ids out of Values, never between reading them
-//    and pushing the node that uses them.
+//  * Call compact_if_due() at the start of an op, before reading anything out of its
+//    arguments: a compaction renumbers nodes, and it runs Python code (it frees what dropped
+//    nodes kept for Python, see node_extras.hpp). Read node ids at the moment of use.
 //  * A node pushed but not yet owned sits at the top of the arena; guarded() drops it again
 //    when building fails.
 #pragma once
@@ -25,11 +26,12 @@
 
 namespace arenagrad {
 
-// The instance layout of Value (and of its Python subclasses, which extend it).
+// The instance layout of Value (and of its Python subclasses, which extend it). The label and
+// everything else a node keeps for Python lives with the node (node_extras.hpp), so that it
+// outlives the handle.
 struct ValueObject {
     PyObject_HEAD
     NodeId id;
-    PyObject* label;  // a str, or null for ''
 };
 
 // The Value type; null until bind_value() has run.
@@ -47,13 +49,19 @@ inline NodeId value_node(PyObject* obj) { return reinterpret_cast<ValueObject*>(
 // The arena's compaction hook: the node of Value `owner` now has id `new_id`.
 inline void relocate_value(void* owner, NodeId new_id) { static_cast<ValueObject*>(owner)->id = new_id; }
 
+// Compacts the arena now (out of line: the rare case of compact_if_due). False with a
+// Python error set on failure.
+bool compact_now();
+
 // Compacts the arena if it has grown enough since the last time (amortised O(1) per node).
-inline void compact_if_due(Arena& graph) { graph.maybe_compact(relocate_value); }
+// False with a Python error set (MemoryError) if that failed.
+inline bool compact_if_due(Arena& graph) { return AG_LIKELY(!graph.compaction_due()) || compact_now(); }
 
 // A new Value for node `id`, just pushed on top of the arena and not yet owned (the node is
 // dropped again if this fails). Runs no Python code. Null with a Python error on failure.
-// Sets a Value's label: 0, or -1 with TypeError (not a str) or AttributeError (deleted).
-int set_label(ValueObject* self, PyObject* label);
+// Sets a Value's label (kept with its node): 0, or -1 with TypeError (not a str),
+// AttributeError (deleted) or MemoryError.
+int set_label(PyObject* self, PyObject* label);
 int check_label(PyObject* label);
 
 // A new reference to a Value's label ('' when it has none).
@@ -65,8 +73,13 @@ extern PyGetSetDef value_attributes[];
 PyObject* wrap_new_node(NodeId id);
 
 // A new reference to the Value of node `id`: its live handle if it has one (so identity is
-// preserved), else a fresh one. Null with a Python error on failure.
+// preserved), else a fresh one, of the Value subclass and with the attributes its last handle
+// had. Null with a Python error on failure.
 PyObject* handle_of(NodeId id);
+
+// Whether `obj` looks like a micrograd Value (its type has `_prev`): not a number, even when
+// float() would convert it. Only asked of unusual operands (not float, int or our Value).
+bool is_value_like(PyObject* obj);
 
 // Whether `obj` is a complex number: Python's complex, or a numpy complex scalar, which
 // float() would accept, dropping the imaginary part with only a ComplexWarning.
@@ -85,11 +98,12 @@ inline int to_double(PyObject* obj, double* out) {
         *out = x;
         return 1;
     }
-    // float(x) would parse strings; a Value is not a number either.
+    // float(x) would parse strings; a Value is not a number either, although float(v) gives
+    // its data: neither ours nor another engine's (micrograd's, the oracle's: a `_prev`).
     if (is_value(obj) || PyUnicode_Check(obj) || PyBytes_Check(obj) || PyByteArray_Check(obj)) return 0;
     PyNumberMethods* number = Py_TYPE(obj)->tp_as_number;
     if (number == nullptr || (number->nb_float == nullptr && number->nb_index == nullptr)) return 0;
-    if (is_complex_number(obj)) return 0;
+    if (is_complex_number(obj) || is_value_like(obj)) return 0;
     const double x = PyFloat_AsDouble(obj);  // numpy scalars, Decimal, ... via __float__/__index__
     if (x == -1.0 && PyErr_Occurred()) {
         if (!PyErr_ExceptionMatches(PyExc_TypeError)) return -1;
@@ -125,6 +139,16 @@ inline PyObject* guarded(Build&& build) noexcept {
         return raise_memory_error(error);
     }
 }
+
+// no_grad(): while the calling thread is inside one, ops build leaves and no graph is kept.
+// The count of threads inside one is checked first, so ops pay for the thread-local read only
+// while some thread is (both change with the GIL held).
+struct GradMode {
+    static inline int threads_without_grad = 0;
+    static inline thread_local int depth = 0;  // this thread's no_grad() nesting
+};
+
+inline bool grad_enabled() { return GradMode::threads_without_grad == 0 || GradMode::depth == 0; }
 
 // Forbids compaction while alive, for code that keeps node ids across calls that may run
 // Python code.

@@ -4,8 +4,10 @@ Each input is decoded into a short program: a pool of objects (Values of both en
 numbers, and hostile objects: strings, containers, numpy arrays, huge ints, objects whose
 __float__ raises, or mutates a list, or builds and drops Values, Value subclasses) and a
 sequence of actions on it (every op, backward, attribute reads/writes/deletes, sum/linear/
-zero_grad over random lists, arenagrad.grad with or without create_graph, copy/pickle,
-garbage collection, compaction, dropping objects).
+zero_grad over random lists, arenagrad.grad with or without create_graph, user-defined ops
+in micrograd's and microgpt's styles, whose Python `_backward` may raise or build and drop
+Values, item/float/comparisons/detach, one node's `_backward`, no_grad, copy/pickle, garbage
+collection, compaction, dropping objects).
 
 Every action runs on the native engine and on the oracle (`arenagrad.reference`) with
 mirrored operands. The contract checked:
@@ -41,7 +43,6 @@ from arenagrad import _core
 ALLOWED = (
     TypeError, ValueError, IndexError, OverflowError, AttributeError, MemoryError, RuntimeError
 )  # IndexError: take() with an index out of range
-
 
 
 def op_node(name):
@@ -81,7 +82,8 @@ BINARY_BUILDERS = {
     "div": operator.truediv,
     "pow": operator.pow,
 }
-NARY_ACTIONS = {"sum", "linear", "take", "max"}  # Program.step's actions 9, 10, 19, 20 make these
+# Program.step's actions 9, 10, 19, 20, 23 and 24 make these
+NARY_ACTIONS = {"sum", "linear", "local_grads", "py_backward", "take", "max"}
 
 
 def ops_of_arity(arity):
@@ -224,16 +226,17 @@ class Program:
 
     def step(self):
         fdp = self.fdp
-        action = fdp.ConsumeIntInRange(0, 20)
+        action = fdp.ConsumeIntInRange(0, 24)
         if action == 0:
             self.pool.append(self.new_value())
-        elif action == 1:  # Value(anything, label=anything)
+        elif action == 1:  # Value(anything, label=anything) or Value(anything, anything)
             (n, r), (ln, lr) = self.operand(), self.operand()
-            label = fdp.ConsumeBool()
-            self.both(
-                lambda: arenagrad.Value(n, ln) if label else arenagrad.Value(n),
-                lambda: reference.Value(r, lr) if label else reference.Value(r),
-            )
+            form = fdp.ConsumeIntInRange(0, 2)
+
+            def make(V, x, other):
+                return [lambda: V(x), lambda: V(x, label=other), lambda: V(x, other)][form]()
+
+            self.both(lambda: make(arenagrad.Value, n, ln), lambda: make(reference.Value, r, lr))
         elif action in (2, 3):  # binary ops, either side anything
             (an, ar), (bn, br) = self.operand(), self.operand()
             fn = fdp.PickValueInList(BINARY)
@@ -315,14 +318,70 @@ class Program:
             self.pool.append((n, r))
         elif action == 18:
             self.grad()
-        elif action == 19:  # take with any index: a Value, an int, anything
+        elif action == 19:  # microgpt's Value(data, children, local_grads), grads anything
+            kids = [self.value_pair() for _ in range(fdp.ConsumeIntInRange(0, 3))]
+            grads = [self.operand() for _ in range(fdp.ConsumeIntInRange(0, 3))]
+            x = self.number()
+            self.both(
+                lambda: arenagrad.Value(x, [k[0] for k in kids], [g[0] for g in grads]),
+                lambda: reference.Value(x, [k[1] for k in kids], [g[1] for g in grads]),
+            )
+        elif action == 20:  # micrograd's user op, its `_backward` a closure over itself
+            kids = [self.value_pair() for _ in range(fdp.ConsumeIntInRange(0, 3))]
+            coefs = [self.number() for _ in kids]
+            behaviour = fdp.ConsumeIntInRange(0, 3)  # 0 plain, 1 raises, 2 builds, 3 drops
+            x = self.number()
+            size = len(self.pool)
+            self.both(
+                lambda: arenagrad.Value(x, [k[0] for k in kids], "user"),
+                lambda: reference.Value(x, [k[1] for k in kids], "user"),
+            )
+            for side, out in enumerate(self.pool[size:][0] if len(self.pool) > size else ()):
+                children = [k[side] for k in kids]
+                out._backward = user_backward(out, children, coefs, behaviour, self.pool)
+        elif action == 21:  # PyTorch's conveniences and one node's own step
+            n, r = self.value_pair()
+            (on, orr), what = self.operand(), fdp.ConsumeIntInRange(0, 5)
+            compare = fdp.PickValueInList([operator.lt, operator.le, operator.gt, operator.ge])
+
+            def call(v, other):
+                if what == 0:
+                    return v.item()
+                if what == 1:
+                    return float(v)
+                if what == 2:
+                    return compare(v, other)
+                if what == 3:
+                    return v.detach()
+                if what == 4:
+                    return v._backward()
+                return v.backward(other)
+
+            got = []
+            self.both(lambda: got.append(call(n, on)), lambda: got.append(call(r, orr)))
+            if len(got) == 2 and what in (0, 1, 2):  # item, float, comparisons: plain values
+                assert type(got[0]) is type(got[1]) and same(got[0], got[1]), (what, got)
+            elif len(got) == 2 and what == 3:
+                self.pool.append((got[0], got[1]))
+            if what == 5:  # the root's grad is the seed (others may differ: zero_grad above)
+                assert same(n.grad, r.grad), (n, r)
+            assert len(n._children) == len(r._children), (n, r)
+        elif action == 22:  # an op under no_grad: a leaf on both engines
+            (an, ar), (bn, br) = self.value_pair(), self.operand()
+            fn = fdp.PickValueInList(BINARY)
+            size = len(self.pool)
+            with arenagrad.no_grad(), reference.no_grad():
+                self.both(lambda: fn(an, bn), lambda: fn(ar, br))
+            for n, r in self.pool[size:]:
+                assert n._prev == set() and r._prev == set(), (n, r)
+        elif action == 23:  # take with any index: a Value, an int, anything
             ns, rs = self.operand_list()
             if fdp.ConsumeBool():
                 i_n, i_r = self.operand()
             else:
                 i_n = i_r = fdp.ConsumeIntInRange(-2, 5)
             self.both(lambda: arenagrad.take(ns, i_n), lambda: reference.take(rs, i_r))
-        elif action == 20:
+        elif action == 24:
             ns, rs = self.operand_list()
             self.both(lambda: arenagrad.max(ns), lambda: reference.max(rs))
 
@@ -370,6 +429,24 @@ class Program:
                 self.pool.append((n, r))
             else:
                 assert type(n) is float and type(r) is float and same(n, r), (n, r)
+
+
+def user_backward(out, children, coefs, behaviour, pool):
+    """micrograd's `_backward` for a user op: children[i].grad += coefs[i] * out.grad, after
+    raising (ValueError, allowed), building Values, or dropping pool members."""
+
+    def _backward():
+        if behaviour == 1:
+            raise ValueError("from a user's _backward")
+        if behaviour == 2:
+            junk = [arenagrad.Value(1.0) * 3 for _ in range(5)]
+            del junk
+        if behaviour == 3 and pool:
+            pool.pop()
+        for child, c in zip(children, coefs, strict=True):
+            child.grad += c * out.grad
+
+    return _backward
 
 
 def instrument() -> None:

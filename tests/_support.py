@@ -239,6 +239,7 @@ class Nary(NamedTuple):
     # The node's operands in order (its _children), given the node and the operands the
     # builder was given (default: those)
     children: Callable[[Any, list[Any]], list[Any]] | None = None
+    replayable: bool = True  # False: compile() refuses it (a user-defined op)
 
 
 def _sigmoid(a):
@@ -345,6 +346,37 @@ def _sum_forward(v):
     return acc
 
 
+# The user-defined ops, each built as its users write it, with a formula of the tests' choosing.
+
+
+def _squares_forward(v):
+    acc = 0.0
+    for x in v:
+        acc = acc + x * x
+    return acc
+
+
+def _build_local_grads(engine, v):
+    # microgpt's style: sum of squares, its value and local derivatives 2 * x_i from .data
+    xs = [x.data for x in v]
+    grads = [2.0 * x for x in xs]
+    return engine.Value(_squares_forward(xs), v, _op="local_grads", local_grads=grads)
+
+
+def _build_py_backward(engine, v):
+    # micrograd's style: tanh(v_0 + v_1 + ...), with a `_backward` closure over `out`
+    v = list(v)
+    out = engine.Value(c_tanh(_sum_forward([x.data for x in v])), tuple(v), "py_backward")
+
+    def _backward():
+        d = 1.0 - out.data * out.data
+        for x in v:
+            x.grad += d * out.grad
+
+    out._backward = _backward
+    return out
+
+
 NARY = {
     # operands [b, w0, x0, w1, x1, ...]
     "linear": Nary(
@@ -364,6 +396,26 @@ NARY = {
         0,
         1,
         lambda i: True,
+    ),
+    "local_grads": Nary(
+        _build_local_grads,
+        _squares_forward,
+        lambda v, out: [2.0 * x for x in v],
+        "local_grads",
+        1,
+        1,
+        lambda i: False,
+        replayable=False,
+    ),
+    "py_backward": Nary(
+        _build_py_backward,
+        lambda v: c_tanh(_sum_forward(v)),
+        lambda v, out: [1.0 - out * out] * len(v),
+        "py_backward",
+        1,
+        1,
+        lambda i: False,
+        replayable=False,
     ),
 }
 

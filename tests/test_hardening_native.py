@@ -60,23 +60,31 @@ def _look_at_prev(b, seen):
     seen.append(sorted((v.data, type(v).__name__) for v in operands))
 
 
-def test_prev_from_a_finaliser_in_the_dying_instances_dict(ag):
+def test_a_finaliser_in_the_dead_instances_dict_runs_when_its_node_dies(ag):
+    # A subclass instance's attributes stay with its node (the next handle of the node has
+    # them), so a finaliser among them runs when the node is dropped, not when the instance
+    # dies; it may then look at the graph like any Python code.
     class Probe:
-        def __init__(self, b, seen):
-            self.b, self.seen = b, seen
+        def __init__(self, other, seen):
+            self.other, self.seen = other, seen
 
         def __del__(self):
-            _look_at_prev(self.b, self.seen)
+            _look_at_prev(self.other, self.seen)
 
-    def arm(a, b, seen):
-        a.probe = Probe(b, seen)
+    other = ag.Value(3.0) * 4.0  # under the instance's nodes, alive throughout
+    seen = []
 
-    b, seen = _dying_subclass_instance(ag, arm)
-    # The leaf comes back as a new handle (a plain Value: the subclass instance is gone).
-    assert seen == [[(1.5, "Value"), (2.0, "Value")]]
+    def arm(a, b, _):
+        a.probe = Probe(other, seen)
+
+    b, _ = _dying_subclass_instance(ag, arm)
+    assert seen == []
     (leaf,) = [v for v in b._prev if v.data == 1.5]
+    assert type(leaf).__name__ == "Sub" and isinstance(leaf.probe, Probe)
     b.backward()
     assert leaf.grad == 2.0
+    del leaf, b  # the top nodes die: the leaf's node, and its attributes, with them
+    assert seen == [[(3.0, "Value"), (4.0, "Value")]]
 
 
 def test_prev_from_a_weakref_finalize_callback(ag):
@@ -84,7 +92,8 @@ def test_prev_from_a_weakref_finalize_callback(ag):
         weakref.finalize(a, _look_at_prev, b, seen)
 
     b, seen = _dying_subclass_instance(ag, arm)
-    assert seen == [[(1.5, "Value"), (2.0, "Value")]]
+    # A new handle for the dying instance's node: of its subclass (kept with the node).
+    assert seen == [[(1.5, "Sub"), (2.0, "Value")]]
     assert sorted(v.data for v in b._prev) == [1.5, 2.0]
 
 

@@ -60,7 +60,10 @@ def check_replay_against_eager(traced, n_inputs, params, X, terms_scale=0.0):
     return Y, G
 
 
-OP_CASES = [(name, arity) for name, _, arity in OP_TABLE]
+# The user-defined ops cannot be replayed (compile() refuses them; test_user_ops.py).
+OP_CASES = [
+    (name, arity) for name, _, arity in OP_TABLE if name not in ("local_grads", "py_backward")
+]
 
 
 @pytest.mark.parametrize("grid", ["positive", "any"])

@@ -37,7 +37,7 @@ constants = st.one_of(st.sampled_from([0.0, 1.0, -1.0, 2.0, 0.5, 3.0, -0.5, 2, -
 
 
 @st.composite
-def recipes(draw, max_steps=30):
+def recipes(draw, max_steps=30, ops=OPS):
     leaves = draw(st.lists(leaf_values, min_size=1, max_size=4))
     n = len(leaves)
     steps = []
@@ -45,7 +45,7 @@ def recipes(draw, max_steps=30):
         # Prefer the newest node half of the time: deep chains as well as wide DAGs.
         node = st.one_of(st.just(n - 1), st.integers(0, n - 1)).map(lambda i: ("n", i))
         number = constants.map(lambda c: ("c", c))
-        op = draw(st.sampled_from(OPS))
+        op = draw(st.sampled_from(ops))
         if op in BINARY:
             # Value ** number is pow_const, so pow only has a Value exponent.
             sides = ["vv", "cv"] if op == "pow" else ["vv", "vc", "cv"]

@@ -158,14 +158,18 @@ def test_neuron_parameters_are_labelled_in_the_linear_node(native):
     first = [text.split(" | ")[0] for text in records(dot).values()]
     assert sorted(t for t in first if not t.startswith("data ")) == ["b", "w0", "w1", "w2"]
     assert len(first) == 4 + 3 + 1  # and unlabelled: the 3 inputs and the result
-    assert re.findall(r'n\d+_op \[label="(.*?)"\]', dot) == ["linear"]
+    assert re.findall(r'^  n\d+_op \[label="(.*?)"\]', dot, re.M) == ["linear"]
+    # The native Value gives its operands in order too (`_children`): one edge per role.
+    assert sorted(re.findall(r'-> n\d+_op \[label="(\w+)"\]', dot)) == [
+        "b", "w0", "w1", "w2", "x0", "x1", "x2"
+    ]
 
 
-def test_linear_edges_name_each_operand_when_the_order_is_known(reference):
-    # The oracle keeps its operands in order (`_children`): each edge says b, w_i or x_i.
-    V = reference.Value
+def test_linear_edges_name_each_operand_when_the_order_is_known(engine):
+    # Both engines keep a node's operands in order (`_children`): each edge says b, w_i or x_i.
+    V = engine.Value
     b, w0, w1, x0, x1 = V(0.5), V(2.0), V(3.0), V(-1.0), V(4.0)
-    dot = draw_dot(reference.linear(b, [w0, w1], [x0, x1]))
+    dot = draw_dot(engine.linear(b, [w0, w1], [x0, x1]))
     name_of = {text.split(" | ")[0]: node for node, text in records(dot).items()}
     roles = dict(re.findall(r'(n\d+) -> n\d+_op \[label="(\w+)"\]', dot))
     assert {roles[name_of[f"data {v.data:.4f}"]] for v in (b,)} == {"b"}
@@ -174,5 +178,5 @@ def test_linear_edges_name_each_operand_when_the_order_is_known(reference):
     assert dot.count("->") == 1 + 5  # op -> result, one labelled edge per operand
     # The same Value as weight and input: two edges, one per role.
     w = V(1.5)
-    twice = draw_dot(reference.linear(0.0, [w], [w]))
+    twice = draw_dot(engine.linear(0.0, [w], [w]))
     assert sorted(re.findall(r'label="(\w\d?)"\]', twice)) == ["b", "w0", "x0"]

@@ -35,6 +35,7 @@ from .checkpoint import load, save
 from .compile import Compiled, CompiledPerWidth, compile
 from .config import show_config
 from .functional import grad, hessian, hvp
+from .grad_mode import is_grad_enabled, no_grad
 from .gradient_check import gradcheck
 
 __all__ = [
@@ -49,10 +50,12 @@ __all__ = [
     "gradcheck",
     "hessian",
     "hvp",
+    "is_grad_enabled",
     "linear",
     "load",
     "losses",
     "max",
+    "no_grad",
     "optim",
     "save",
     "schedules",

@@ -40,13 +40,13 @@ def _cuda_unavailable() -> str | None:
 def _as_matrix(array: Any, cols: int, what: str) -> np.ndarray:
     """A C-contiguous float64 (rows, cols) array, or a clear TypeError/ValueError."""
     if isinstance(array, np.ndarray):
-        if _refuse_complex(array, what).dtype != np.float64:
+        if _refuse_not_real(array, what).dtype != np.float64:
             raise TypeError(
                 f"{what} must be a float64 array, not {array.dtype} (use {what}.astype(np.float64))"
             )
     else:
         try:
-            array = _refuse_complex(np.asarray(array), what).astype(np.float64, copy=False)
+            array = _refuse_not_real(np.asarray(array), what).astype(np.float64, copy=False)
         except _NotReal:
             raise
         except (TypeError, ValueError) as error:
@@ -169,9 +169,11 @@ class Compiled:
     def sgd_step(self, learning_rate: float) -> None:
         """`p.data -= learning_rate * p.grad` for every parameter, in one native call (the
         same arithmetic as micrograd's update loop)."""
-        if isinstance(learning_rate, numbers.Complex) and not isinstance(
-            learning_rate, numbers.Real
-        ):  # float() of a numpy complex drops the imaginary part, with only a warning
+        # float() would give a Value's data, or drop a numpy complex's imaginary part
+        complex_only = not isinstance(learning_rate, numbers.Real) and isinstance(
+            learning_rate, numbers.Complex
+        )
+        if isinstance(learning_rate, Value) or complex_only:
             kind = type(learning_rate).__name__
             raise TypeError(f"learning_rate must be a real number, not {kind!r}")
         self._replay.sgd_step(float(learning_rate))
@@ -269,18 +271,20 @@ def _as_vector(seed: Any) -> np.ndarray:
         if seed.dtype != np.float64:
             raise TypeError(f"seed must be a float64 array, not {seed.dtype}")
         return seed
-    return _refuse_complex(np.asarray(seed), "seed").astype(np.float64, copy=False)
+    return _refuse_not_real(np.asarray(seed), "seed").astype(np.float64, copy=False)
 
 
 class _NotReal(TypeError):
-    """Complex numbers where real ones are needed."""
+    """Complex numbers or Values where real numbers are needed."""
 
 
-def _refuse_complex(array: np.ndarray, what: str) -> np.ndarray:
-    """`array`, unless it is complex: numpy would convert it to float by dropping the
-    imaginary parts, with only a warning."""
+def _refuse_not_real(array: np.ndarray, what: str) -> np.ndarray:
+    """`array`, unless numpy's conversion to float would be wrong: complex numbers lose their
+    imaginary parts (with only a warning), and Values their graph (float(v) is their data)."""
     if array.dtype.kind == "c":
         raise _NotReal(f"{what} must hold real numbers, not complex ({array.dtype})")
+    if array.dtype == object and any(isinstance(v, Value) for v in array.flat):
+        raise _NotReal(f"{what} must hold numbers, not Values (give their .data)")
     return array
 
 
@@ -358,6 +362,16 @@ def _trace(fn: Callable[..., Value | Sequence[Value]], n_inputs: int, device: st
     for i, out in enumerate(outputs):
         if not isinstance(out, Value):
             raise TypeError(f"fn's output {i} must be a Value, not {type(out).__name__!r}")
+    # A user-defined op holds Python (a `_backward`) or numbers computed from `.data` while
+    # tracing (its value and local_grads): a replay could only repeat the traced sample's.
+    user_op = _core._not_replayable(fence, outputs)
+    if user_op is not None:
+        name = repr(user_op._op) if user_op._op else "with no _op"
+        raise TypeError(
+            f"compile() cannot replay the user-defined op {name} that fn uses (made by "
+            "Value(data, children, ...)): its value and gradient come from Python code run while "
+            "tracing. Build it from arenagrad's ops instead, or run fn eagerly"
+        )
     # Each take() index built from the inputs becomes an output, checked after every forward
     # (once per Value, against the fewest values it selected from).
     limits: dict[int, tuple[Value, int]] = {}

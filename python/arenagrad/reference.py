@@ -12,15 +12,20 @@ It follows micrograd (https://github.com/karpathy/micrograd, ``engine.py`` and `
 closely; the deliberate differences are the ones listed in ``docs/semantics.md``:
 IEEE-754 results instead of Python exceptions, ``-``, ``/`` and ``neg`` as single nodes,
 ``.data``/``.grad`` always ``float``, extra ops, and the n-ary ``sum``/``linear`` nodes.
+Like the native engine it also takes user-defined ops in micrograd's and in microgpt's style,
+and has ``no_grad``, ``item``, ``float()``, ``< <= > >=``, ``detach`` and
+``backward(gradient)`` (``docs/api.md``).
 """
 
 import builtins
+import contextlib
 import functools
 import itertools
 import math
 import numbers
 import operator
 import random
+import threading
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -33,8 +38,10 @@ __all__ = [
     "grad",
     "hessian",
     "hvp",
+    "is_grad_enabled",
     "linear",
     "max",
+    "no_grad",
     "sum",
     "take",
 ]
@@ -102,11 +109,13 @@ def _real(x):
     """float(x) if x is a real number (int, float, bool, numpy scalar, ...), else None."""
     # str and bytes convert with float() but are not numbers; complex would lose its
     # imaginary part (numpy's complex scalars even allow float() with only a warning; numpy
-    # registers them as numbers.Complex, its real scalars as numbers.Real).
+    # registers them as numbers.Complex, its real scalars as numbers.Real). A Value converts
+    # with float() too, but is not a number either: neither this module's nor another
+    # engine's (anything with micrograd's `_prev`).
     if isinstance(x, (Value, str, bytes, bytearray, complex)):
         return None
     t = type(x)
-    if not (hasattr(t, "__float__") or hasattr(t, "__index__")):
+    if not (hasattr(t, "__float__") or hasattr(t, "__index__")) or hasattr(t, "_prev"):
         return None
     if t not in (float, int) and isinstance(x, numbers.Complex) and not isinstance(x, numbers.Real):
         return None
@@ -156,8 +165,62 @@ def _leaf_rule(out):
     pass
 
 
+# --------------------------------------------------------------------------- no_grad
+# Thread-local like the native switch: a count of threads inside one, and each thread's depth.
+
+_grad_state = threading.local()
+_threads_without_grad = 0
+
+
+def is_grad_enabled():
+    """False inside no_grad() (in this thread): ops then build leaves."""
+    return _threads_without_grad == 0 or getattr(_grad_state, "depth", 0) == 0
+
+
+_grad_enabled = is_grad_enabled
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Inside it (in this thread), ops return leaves: no graph is kept. Also a decorator."""
+
+    def __enter__(self):
+        global _threads_without_grad
+        depth = getattr(_grad_state, "depth", 0)
+        _grad_state.depth = depth + 1
+        if depth == 0:
+            _threads_without_grad += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _threads_without_grad
+        _grad_state.depth -= 1
+        if _grad_state.depth == 0:
+            _threads_without_grad -= 1
+        return False
+
+
+@contextlib.contextmanager
+def _graph_even_without_grad():
+    """Ops build nodes inside it even in no_grad(): a derivative graph asked for with
+    create_graph=True is built whatever the mode (as the native GraphBuilder and PyTorch do)."""
+    global _threads_without_grad
+    depth = getattr(_grad_state, "depth", 0)
+    if depth == 0:
+        yield
+        return
+    _grad_state.depth = 0
+    _threads_without_grad -= 1
+    try:
+        yield
+    finally:
+        _grad_state.depth = depth
+        _threads_without_grad += 1
+
+
 def _node(data, children, op, rule, arg=None):
-    """A new interior node (no label, no gradient yet)."""
+    """A new interior node (no label, no gradient yet); a leaf under no_grad()."""
+    if not _grad_enabled():
+        return Value(data)
     out = Value.__new__(Value)
     out._data = data
     out._grad = 0.0
@@ -179,15 +242,29 @@ class Value:
     # treating a Value as an object array element, so Python calls our reflected op.
     __array_ufunc__ = None
 
-    def __init__(self, data, label=""):
+    def __init__(self, data, _children=(), _op="", label="", *, local_grads=None):
+        # micrograd's Value(data, _children, _op) (a user-defined op whose _backward the
+        # caller assigns) or microgpt's Value(data, children, local_grads): see _user_op.
         self._data = _real_or_raise(data, "Value data")
         self._grad = 0.0
         self.label = label
+        if not isinstance(_op, str):
+            if local_grads is not None:
+                raise TypeError(f"Value(): _op must be a str, got {type(_op).__name__}")
+            _op, local_grads = "", _op
+        children, grads = _user_op(_children, local_grads)
+        self._serial = next(_serial)
         self._children = ()
-        self._op = ""
+        self._op = _op if _grad_enabled() else ""
         self._rule = _leaf_rule
         self._arg = None
-        self._serial = next(_serial)
+        if children and _grad_enabled():
+            self._children = children
+            if grads is None:
+                self._rule = _py_backward_rule  # _arg: the _backward assigned later
+            else:
+                self._rule = _local_grads_rule
+                self._arg = grads
 
     # ---- attributes: always float / str
 
@@ -224,8 +301,54 @@ class Value:
 
     @property
     def _backward(self):
-        """micrograd's per-node step: calling it applies this node's local derivatives."""
+        """micrograd's per-node step: calling it applies this node's local derivatives (a
+        user-defined op's: the callable assigned to it)."""
+        if self._rule is _py_backward_rule and self._arg is not None:
+            return self._arg
         return functools.partial(self._rule, self)
+
+    @_backward.setter
+    def _backward(self, fn):
+        if not callable(fn):
+            raise TypeError(f"Value._backward must be callable, got {type(fn).__name__}")
+        if self._rule is _leaf_rule:  # no children: nothing to propagate to
+            return
+        if self._rule is not _py_backward_rule:
+            raise AttributeError(
+                f"the backward of a native op ({self._op!r}) cannot be replaced: build your own "
+                "op as Value(data, _children, _op) and give that one a _backward"
+            )
+        self._arg = fn
+
+    # ---- PyTorch's conveniences
+
+    def item(self):
+        return self._data
+
+    def __float__(self):
+        return self._data
+
+    def detach(self):
+        return Value(self._data)
+
+    # < <= > >= compare the data; == stays identity (micrograd's), so Values hash by identity.
+    def __lt__(self, other):
+        other = _compared(other)
+        return NotImplemented if other is None else self._data < other
+
+    def __le__(self, other):
+        other = _compared(other)
+        return NotImplemented if other is None else self._data <= other
+
+    def __gt__(self, other):
+        other = _compared(other)
+        return NotImplemented if other is None else self._data > other
+
+    def __ge__(self, other):
+        other = _compared(other)
+        return NotImplemented if other is None else self._data >= other
+
+    __hash__ = object.__hash__
 
     # ---- binary ops: the dunder methods only convert operands; _add etc. build the node
 
@@ -311,7 +434,8 @@ class Value:
 
     # ---- autograd
 
-    def backward(self):
+    def backward(self, gradient=1.0):
+        seed = _real_or_raise(gradient, "backward(): gradient")
         # Collect everything reachable from self with an explicit stack (graphs can be
         # millions of nodes deep, far beyond Python's recursion limit) ...
         seen = {self}
@@ -325,12 +449,49 @@ class Value:
         # so this is a topological order; it is also exactly the order of the native
         # arena's reverse sweep over node ids, so gradients are summed in the same order.
         topo = sorted(seen, key=_by_serial, reverse=True)
-        self._grad = 1.0
+        self._grad = seed
         for v in topo:
             v._rule(v)
 
     def __repr__(self):
         return f"Value(data={self._data}, grad={self._grad})"
+
+
+def _compared(x):
+    """What a Value is compared with: another Value's data or a real number, else None."""
+    return x._data if isinstance(x, Value) else _real(x)
+
+
+def _user_op(children, local_grads):
+    """(children, local_grads) of Value(data, children, ...): a tuple of Values, and a tuple
+    of floats of the same length or None."""
+    if isinstance(children, (str, bytes)):
+        raise TypeError(
+            f"Value(): _children must be an iterable of Values, not {type(children).__name__} "
+            "(give a label as label=...)"
+        )
+    try:
+        children = tuple(children)
+    except TypeError:
+        raise TypeError(
+            f"Value(): _children must be an iterable of Values, not {type(children).__name__}"
+        ) from None
+    grads = None
+    if local_grads is not None:
+        try:
+            items = list(local_grads)
+        except TypeError:
+            raise TypeError(
+                "Value(): local_grads must be a sequence of real numbers (or _op a str), "
+                f"not {type(local_grads).__name__}"
+            ) from None
+        if len(items) != len(children):
+            raise ValueError(f"Value(): {len(children)} children but {len(items)} local_grads")
+        grads = tuple(_real_or_raise(d, f"Value(): local_grads[{k}]") for k, d in enumerate(items))
+    for k, child in enumerate(children):
+        if not isinstance(child, Value):
+            raise TypeError(f"Value(): child {k} must be a Value, not {type(child).__name__}")
+    return children, grads
 
 
 # --------------------------------------------------------------------------- node builders
@@ -625,6 +786,23 @@ def _take_rule(out):
 
 def _max_rule(out):
     _select_into(out, _max_choice([v._data for v in out._children]))
+# User-defined ops: microgpt's gives its local derivatives (out._arg), micrograd's a callable
+# (out._arg, once assigned) that applies them itself; neither has a forward formula here.
+
+
+def _local_grads_rule(out):
+    g = out._grad
+    for child, d in zip(out._children, out._arg, strict=True):
+        child._grad += d * g
+
+
+def _py_backward_rule(out):
+    if out._arg is not None:
+        out._arg()
+
+
+def _given(*_):
+    raise TypeError("a user-defined op's value is given, not computed")
 
 
 # --------------------------------------------------------------------------- the op table
@@ -665,6 +843,8 @@ OPS = {
     "take": Twin("take", None, _take_forward, _take_rule),
     "max": Twin("max", None, _max_forward, _max_rule),
     "detach": Twin("detach", 1, operator.pos, _detach_rule),  # Value.detach() while tracing
+    "local_grads": Twin("local_grads", None, _given, _local_grads_rule),
+    "py_backward": Twin("py_backward", None, _given, _py_backward_rule),
 }
 
 
@@ -952,6 +1132,26 @@ def _max_graph(nodes, out, grad, wants):  # d_v_k = tie_k * (1 - d_v_0 - ... - d
             rest = nodes.sub(rest, d)
         if wants(v):
             yield v, nodes.times(d, grad)
+def _local_grads_graph(nodes, out, grad, wants):
+    # each local gradient is a constant (a number the user computed), so differentiating
+    # this again gives 0 through it (docs/higher_order.md)
+    for child, d in zip(out._children, out._arg, strict=True):
+        if wants(child):
+            yield child, nodes.times(nodes.constant(d), grad)
+
+
+def _py_backward_graph(nodes, out, grad, wants):
+    for child in out._children:
+        if wants(child):
+            raise _no_derivative_graph(out)
+    yield from ()
+
+
+def _no_derivative_graph(node):
+    return RuntimeError(
+        f"create_graph=True cannot differentiate through the node {node._op!r}: its "
+        "backward is Python code, not ops that can be differentiated again"
+    )
 
 
 DERIVATIVE_GRAPHS = {
@@ -978,6 +1178,8 @@ DERIVATIVE_GRAPHS = {
     "take": _take_graph,
     "max": _max_graph,
     "detach": _zero_graph,
+    "local_grads": _local_grads_graph,
+    "py_backward": _py_backward_graph,
 }
 _GRAPH_OF_RULE = {OPS[name].rule: graph for name, graph in DERIVATIVE_GRAPHS.items()}
 
@@ -1033,9 +1235,11 @@ def _reachable(outputs, lowest=None):
 
 
 def _gradient_numbers(outputs, seeds, inputs):
-    """The sweep of backward() on zeroed grads seeded with `seeds`; every grad it uses is put
-    back afterwards. None for an input no output depends on."""
+    """The sweep of backward() on zeroed grads seeded with `seeds`, down to the lowest input
+    (nodes below it cannot lead to one); every grad it uses is put back afterwards, also when
+    a user's `_backward` raises. None for an input no output depends on."""
     reached = _reachable(outputs)
+    lowest = min(x._serial for x in inputs)
     saved = [(v, v._grad) for v in reached]
     try:
         for v in reached:
@@ -1043,6 +1247,8 @@ def _gradient_numbers(outputs, seeds, inputs):
         for out, seed in zip(outputs, seeds, strict=True):
             out._grad += seed
         for v in sorted(reached, key=_by_serial, reverse=True):
+            if v._serial < lowest:
+                break
             v._rule(v)
         return [x._grad if x in reached else None for x in inputs]
     finally:
@@ -1094,12 +1300,7 @@ def _gradient_graph(outputs, seeds, inputs):
         totals[v] = total
         if not v._children:
             continue
-        graph = _GRAPH_OF_RULE.get(v._rule)
-        if graph is None:
-            raise RuntimeError(
-                f"create_graph=True cannot differentiate through the node {v._op!r}: its "
-                "backward is Python code, not ops that can be differentiated again"
-            )
+        graph = _GRAPH_OF_RULE[v._rule]
         for operand, contribution in graph(nodes, v, total, wants):
             contributions.setdefault(operand, []).append(contribution)
     return [totals.get(x) for x in inputs]
@@ -1118,7 +1319,8 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
         raise TypeError(f"allow_unused must be a bool, not {type(allow_unused).__name__}")
     seeds = _grad_seeds(grad_outputs, len(outs), create_graph)
     if create_graph:
-        grads = _gradient_graph(outs, seeds, ins)
+        with _graph_even_without_grad():
+            grads = _gradient_graph(outs, seeds, ins)
     else:
         grads = _gradient_numbers(outs, seeds, ins)
     for k, g in enumerate(grads):
