@@ -81,6 +81,8 @@ PyObject* module_take(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     PyObject* result = guarded([&] {
         Arena& graph = arena();
         compact_if_due(graph);
+        if (!grad_enabled())  // under no_grad(): a leaf holding the chosen value
+            return wrap_new_node(graph.leaf(graph.data[value_node(item[std::size_t(index_number)])]));
         const NodeId head = index_is_value ? value_node(index) : graph.leaf(index_number);
         const NodeId id = graph.select(Op::Take, n + 1, [&](std::size_t k) { return k == 0 ? head : value_node(item[k - 1]); });
         return wrap_new_node(id);
@@ -98,6 +100,11 @@ PyObject* module_max(PyObject*, PyObject* values) {
     PyObject* result = guarded([&] {
         Arena& graph = arena();
         compact_if_due(graph);
+        if (!grad_enabled()) {  // under no_grad(): a leaf holding the largest value
+            const double top = selected_value<rules::Max>(
+                [&](std::uint32_t k) { return graph.data[value_node(item[k])]; }, std::uint32_t(n));
+            return wrap_new_node(graph.leaf(top));
+        }
         return wrap_new_node(graph.select(Op::Max, n, [&](std::size_t k) { return value_node(item[k]); }));
     });
     Py_DECREF(items);

@@ -23,6 +23,10 @@ PyObject* trace_begin(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (open_trace.fence != nullptr)
         return PyErr_Format(PyExc_RuntimeError,
                             "arenagrad.compile() was called while tracing another function: compile it outside");
+    if (!grad_enabled())
+        return PyErr_Format(PyExc_RuntimeError,
+                            "arenagrad.compile() under no_grad(): every op would make a leaf and nothing would be "
+                            "traced (call it outside the no_grad block)");
     const Py_ssize_t n_inputs = PyLong_AsSsize_t(args[1]);
     if (n_inputs < 0) return PyErr_Occurred() ? nullptr : PyErr_Format(PyExc_ValueError, "n_inputs < 0");
     PyObject* indices = PyList_New(0);

@@ -92,3 +92,85 @@ def test_a_traced_index_is_checked_per_lane_not_at_the_placeholder(arenagrad):
     assert list(f.forward(np.array([[1.0], [4.0]]))) == [0.0, 30.0]
     with pytest.raises(ValueError, match="lane 1"):
         f.forward(np.array([[1.0], [0.0]]))
+
+
+# ----------------------------------------------------------------------------- the Value API
+
+
+def needs_value_api(arenagrad):
+    if not hasattr(arenagrad.Value, "detach"):
+        pytest.skip("needs item(), float(), comparisons and detach()")
+
+
+@pytest.mark.parametrize(
+    ("read", "what"),
+    [
+        (lambda y: float(y), r"float\(\)"),
+        (lambda y: y.item(), r"item\(\)"),
+        (lambda y: bool(y), r"bool\(\)"),
+        (lambda y: y < 1.0, "comparison"),
+        (lambda y: y >= 1.0, "comparison"),
+        (lambda y: max([y, y * 2.0]), "comparison"),  # builtins.max compares
+        (lambda y: sorted([y, y + 1.0]), "comparison"),
+    ],
+)
+def test_numbers_out_of_traced_values_are_refused(arenagrad, read, what):
+    needs_value_api(arenagrad)
+    w = arenagrad.Value(2.0)
+
+    def fn(x):
+        read(x * w)
+        return x
+
+    with pytest.raises(RuntimeError, match=what):
+        arenagrad.compile(fn, n_inputs=1)
+    assert bool(w * 2.0) and float(w * 2.0) == 4.0 and (w < 3.0) is True  # eagerly: fine
+
+
+def test_detach_in_a_trace_is_a_per_lane_node_with_no_gradient(arenagrad):
+    needs_value_api(arenagrad)
+    w = arenagrad.Value(3.0)
+
+    def fn(x):
+        y = x * w
+        return y * y.detach()  # d/dx = w * y (the detached factor gets no gradient)
+
+    f = arenagrad.compile(fn, n_inputs=1)
+    X = np.array([[1.0], [2.0], [-0.5]])
+    Y = f.forward(X)
+    w.grad = 0.0
+    G = f.backward()
+    assert list(Y) == [9.0, 36.0, 2.25]  # per lane, not the placeholder's 0 frozen
+    assert list(G[:, 0]) == [9.0, 18.0, -4.5]
+    assert w.grad == 1.0 * 3.0 + 2.0 * 6.0 + (-0.5) * (-1.5)
+    # and eagerly detach() is a leaf, as in PyTorch
+    y = w * 2.0
+    d = y.detach()
+    assert d._op == "" and d._prev == set() and d.data == 6.0
+
+
+def test_detach_of_a_parameter_follows_its_updates(arenagrad):
+    needs_value_api(arenagrad)
+    w = arenagrad.Value(3.0)
+    f = arenagrad.compile(lambda x: x * w.detach(), n_inputs=1)
+    assert list(f.forward(np.array([[2.0]]))) == [6.0]
+    w.data = 5.0
+    assert list(f.forward(np.array([[2.0]]))) == [10.0]
+    f.backward()
+    assert w.grad == 0.0
+
+
+def test_no_grad_and_tracing_do_not_mix(arenagrad):
+    needs_value_api(arenagrad)
+
+    def fn(x):
+        with arenagrad.no_grad():
+            return x * 2.0
+
+    with pytest.raises(RuntimeError, match="no_grad"):
+        arenagrad.compile(fn, n_inputs=1)
+    with arenagrad.no_grad(), pytest.raises(RuntimeError, match="no_grad"):
+        arenagrad.compile(lambda x: x * 2.0, n_inputs=1)
+    assert arenagrad.is_grad_enabled()
+    f = arenagrad.compile(lambda x: x * 2.0, n_inputs=1)  # the failed traces closed theirs
+    assert list(f.forward(np.array([[1.5]]))) == [3.0]
