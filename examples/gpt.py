@@ -169,7 +169,8 @@ def make_engine(name: str) -> SimpleNamespace:
             linear=lambda x, w: [arenagrad.linear(0.0, wo, x) for wo in w],
             dot=lambda a, b: arenagrad.linear(0.0, a, b),
             total=arenagrad.sum,
-            shift=lambda logits: _detached_max(arenagrad, logits),
+            # softmax's shift: a node (per lane when traced) through which no gradient flows
+            shift=lambda logits: arenagrad.max(logits).detach(),
             embed=lambda table, token_id: table[token_id],
         )
     raise ValueError(f"unknown engine {name!r} (python, arenagrad or idiomatic)")
@@ -194,14 +195,6 @@ def make_compiled_engine() -> SimpleNamespace:
     engine.embed = embed
     engine.take = arenagrad.take
     return engine
-
-
-def _detached_max(arenagrad: Any, logits: Sequence[Any]) -> Any:
-    """The largest logit as a constant for softmax: a node of its own (so a trace computes it
-    per lane), through which no gradient flows."""
-    m = arenagrad.max(logits)
-    detach = getattr(m, "detach", None)
-    return detach() if detach is not None else m.data
 
 
 # ---------------------------------------------------------------------------------------------

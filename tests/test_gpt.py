@@ -46,16 +46,8 @@ def test_arenagrad_losses_equal_the_pure_python_ones(gpt, python_losses, engine)
     assert len(names) == 3 and all(isinstance(name, str) for name in names)
 
 
-def needs_detach():
-    import arenagrad
-
-    if not hasattr(arenagrad.Value, "detach"):
-        pytest.skip("needs Value.detach(), softmax's shift in a trace")
-
-
 @needs_native
 def test_compiled_lanes_equal_eager_documents(gpt):
-    needs_detach()
     # B names of one length as the lanes of one replay: each lane's loss is the eager loss of
     # its name, and the parameters' gradients the eager sum over the names
     import arenagrad
@@ -92,7 +84,6 @@ def test_compiled_lanes_equal_eager_documents(gpt):
 
 @needs_native
 def test_compiled_training_runs(gpt):
-    needs_detach()
     losses, model, tokens = gpt.train_compiled(6, 8)
     assert len(losses) == 6 and tokens > 0
     assert all(isinstance(name, str) for name in gpt.sample(model, 2))
@@ -107,11 +98,7 @@ def test_the_benchmark_runs(capsys):
     spec = importlib.util.spec_from_file_location("bench_gpt", bench)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    engines = "python,arenagrad,idiomatic"
-    import arenagrad
-
-    if hasattr(arenagrad.Value, "detach"):
-        engines += ",compiled"
+    engines = "python,arenagrad,idiomatic,compiled"
     assert module.main(["--quick", "--engines", engines]) == 0
     out = capsys.readouterr().out
     for engine in engines.split(","):

@@ -97,11 +97,6 @@ def test_a_traced_index_is_checked_per_lane_not_at_the_placeholder(arenagrad):
 # ----------------------------------------------------------------------------- the Value API
 
 
-def needs_value_api(arenagrad):
-    if not hasattr(arenagrad.Value, "detach"):
-        pytest.skip("needs item(), float(), comparisons and detach()")
-
-
 @pytest.mark.parametrize(
     ("read", "what"),
     [
@@ -115,7 +110,6 @@ def needs_value_api(arenagrad):
     ],
 )
 def test_numbers_out_of_traced_values_are_refused(arenagrad, read, what):
-    needs_value_api(arenagrad)
     w = arenagrad.Value(2.0)
 
     def fn(x):
@@ -128,7 +122,6 @@ def test_numbers_out_of_traced_values_are_refused(arenagrad, read, what):
 
 
 def test_detach_in_a_trace_is_a_per_lane_node_with_no_gradient(arenagrad):
-    needs_value_api(arenagrad)
     w = arenagrad.Value(3.0)
 
     def fn(x):
@@ -150,7 +143,6 @@ def test_detach_in_a_trace_is_a_per_lane_node_with_no_gradient(arenagrad):
 
 
 def test_detach_of_a_parameter_follows_its_updates(arenagrad):
-    needs_value_api(arenagrad)
     w = arenagrad.Value(3.0)
     f = arenagrad.compile(lambda x: x * w.detach(), n_inputs=1)
     assert list(f.forward(np.array([[2.0]]))) == [6.0]
@@ -161,7 +153,6 @@ def test_detach_of_a_parameter_follows_its_updates(arenagrad):
 
 
 def test_no_grad_and_tracing_do_not_mix(arenagrad):
-    needs_value_api(arenagrad)
 
     def fn(x):
         with arenagrad.no_grad():
