@@ -15,7 +15,7 @@ struct Trace {
     PyObject* take_indices = nullptr;  // list of (index Value, number of values)
 };
 
-Trace open_trace;
+thread_local Trace open_trace;  // the calling thread's (see trace_open)
 
 PyObject* trace_begin(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 2 || !is_value(args[0]) || !PyLong_Check(args[1]))

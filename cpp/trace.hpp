@@ -17,8 +17,10 @@
 
 namespace arenagrad {
 
-// Whether a trace is open (set by _core._trace_begin, cleared by _core._trace_end).
-inline bool trace_open = false;
+// Whether a trace is open in this thread (set by _core._trace_begin, cleared by
+// _core._trace_end). Per thread: another thread building and reading Values meanwhile is not
+// tracing.
+inline thread_local bool trace_open = false;
 
 // Appends (index, count) to the open trace's list when `index` (a Value) was created above
 // its fence; does nothing when no trace is open. 0, or -1 with a Python error.

@@ -165,3 +165,25 @@ def test_no_grad_and_tracing_do_not_mix(arenagrad):
     assert arenagrad.is_grad_enabled()
     f = arenagrad.compile(lambda x: x * 2.0, n_inputs=1)  # the failed traces closed theirs
     assert list(f.forward(np.array([[1.5]]))) == [3.0]
+
+
+def test_another_thread_is_not_tracing(arenagrad):
+    # while fn is traced, a thread that reads numbers out of its own Values is not refused
+    import threading
+
+    w = arenagrad.Value(2.0)
+    seen = []
+
+    def other():
+        y = w * 3.0
+        seen.append((y.data, float(y), y > 1.0))
+
+    def fn(x):
+        worker = threading.Thread(target=other)
+        worker.start()
+        worker.join()
+        return x * w
+
+    f = arenagrad.compile(fn, n_inputs=1)
+    assert seen == [(6.0, 6.0, True)]
+    assert list(f.forward(np.array([[1.0]]))) == [2.0]
