@@ -477,6 +477,7 @@ PyObject* value_repr(PyObject* self) {
 // copy, deepcopy and pickle give a detached leaf with the same data, grad and label (the
 // graph behind a Value is not copied; parameters, the usual thing copied, are leaves).
 PyObject* value_reduce(PyObject* self, PyObject*) {
+    if (check_read(self, "a copy (copy, deepcopy, pickle)") < 0) return nullptr;  // a leaf: frozen
     const Arena& graph = arena();
     const NodeId id = value_node(self);
     PyObject* label = value_label(self);

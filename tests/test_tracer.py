@@ -2,6 +2,9 @@
 inputs or the parameters flow into raises (it would be frozen into the tape), and take()
 checks its index lane by lane instead of at the placeholders' value."""
 
+import copy
+import math
+
 import numpy as np
 import pytest
 from _support import needs_native
@@ -107,6 +110,8 @@ def test_a_traced_index_is_checked_per_lane_not_at_the_placeholder(arenagrad):
         (lambda y: y >= 1.0, "comparison"),
         (lambda y: max([y, y * 2.0]), "comparison"),  # builtins.max compares
         (lambda y: sorted([y, y + 1.0]), "comparison"),
+        (lambda y: copy.deepcopy(y), "copy"),
+        (lambda y: math.exp(y), r"float\(\)"),
     ],
 )
 def test_numbers_out_of_traced_values_are_refused(arenagrad, read, what):
