@@ -9,6 +9,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <optional>
@@ -109,7 +110,9 @@ public:
         if (X.ndim() != 2 || std::size_t(X.shape(1)) != tape.n_inputs())
             throw py::value_error("X must have shape (batch, n_inputs)");
         const std::size_t batch = std::size_t(X.shape(0));
-        for (std::size_t e = 0; e < params_.size(); ++e) params_[e] = arena().data[external(e)];
+        const NodeId* ids = external_ids();
+        const double* data = arena().data.data();
+        for (std::size_t e = 0; e < params_.size(); ++e) params_[e] = data[ids[e]];
         Matrix Y({batch, tape.outputs.size()});
         const double* x = X.data();
         double* y = Y.mutable_data();
@@ -131,18 +134,23 @@ public:
         double* dX = input_grads.mutable_data();
         const double* param_grads = nullptr;
         without_gil([&] { param_grads = replay_.backward(seeds, dX); });
-        for (std::size_t e = 0; e < externals_.size(); ++e) arena().grad[external(e)] += param_grads[e];
+        const NodeId* ids = external_ids();
+        double* grad = arena().grad.data();
+        for (std::size_t e = 0; e < externals_.size(); ++e) grad[ids[e]] += param_grads[e];
         return input_grads;
     }
 
     // The training loop's two loops over parameters, as one native call each.
     void zero_grad() {
-        for (std::size_t e = 0; e < externals_.size(); ++e) arena().grad[external(e)] = 0.0;
+        const NodeId* ids = external_ids();
+        double* grad = arena().grad.data();
+        for (std::size_t e = 0; e < externals_.size(); ++e) grad[ids[e]] = 0.0;
     }
     void sgd_step(double learning_rate) {
         Arena& graph = arena();
+        const NodeId* ids = external_ids();
         for (std::size_t e = 0; e < externals_.size(); ++e) {
-            const NodeId id = external(e);
+            const NodeId id = ids[e];
             graph.data[id] -= learning_rate * graph.grad[id];  // exactly `p.data -= lr * p.grad`
         }
     }
@@ -182,10 +190,30 @@ private:
         return value_node(p);
     }
 
+    // Every external's node, read from the Values again only after the arena was compacted
+    // (which alone renumbers the nodes of live Values): reading thousands of scattered Python
+    // objects costs more than a small replay, four times a training step.
+    const NodeId* external_ids() {
+        Arena& graph = arena();
+        if (ids_.size() != externals_.size() || ids_compactions_ != graph.compactions()) {
+            ids_.resize(externals_.size());
+            ids_end_ = 0;
+            for (std::size_t e = 0; e < externals_.size(); ++e) {
+                ids_[e] = external(e);
+                ids_end_ = std::max<std::size_t>(ids_end_, std::size_t(ids_[e]) + 1);
+            }
+            ids_compactions_ = graph.compactions();
+        }
+        if (ids_end_ > graph.size()) throw std::runtime_error("compiled function: a parameter lost its node");
+        return ids_.data();
+    }
+
     std::string device_;
     std::vector<py::object> externals_;  // the externals' Values, in slot order
     Replay replay_;                      // (initialised after externals_, which recording fills)
     std::vector<double> params_;         // the externals' values, gathered for each forward
+    std::vector<NodeId> ids_;            // the externals' nodes as of compaction ids_compactions_
+    std::size_t ids_compactions_ = 0, ids_end_ = 0;  // (ids_end_: the highest id + 1)
     std::atomic<unsigned> busy_{0};
 };
 

@@ -10,9 +10,15 @@
 // the eager arena, so a lane's values and its inputs' gradients are those of evaluating the
 // function eagerly on that lane.
 //
-// Gradients for invariant slots (parameters, constants) are one number shared by all lanes:
-// each node hands its per-lane contributions to a Sink, which sums them over the block (CPU)
-// or keeps them per lane for a later reduction (CUDA).
+// Gradients for invariant slots reach a Sink. Eager evaluation differentiates each lane on its
+// own and the lanes' parameter gradients are then added up, so the replay does the same: a
+// contribution to an invariant *op* (say `p * q`, computed once per forward) stays per lane,
+// in a row the sink holds for it, and backward_shared() then carries those rows through the
+// invariant part, lane by lane, down to its leaves (parameters and constants). Only a leaf's
+// contributions are summed over the lanes: over the block in a fixed order (CPU), or kept per
+// lane for a later fixed-order reduction (CUDA). So a lane sum never meets a local derivative
+// that eager evaluation applies per lane (an overflow in one would give inf where the other
+// is finite).
 #pragma once
 
 #include <cstddef>
@@ -61,12 +67,12 @@ AG_HOST_DEVICE inline void for_lanes(Operand a, Operand b, unsigned n, F f) {
     }
 }
 
-// A sink takes, for a shared slot, per-lane contributions c (add) or a[l] * b[l] (add_products).
-// A part with no invariant operands (the invariant part itself) never calls its sink.
-struct NoSink {
-    AG_HOST_DEVICE void add(std::uint32_t, const double*, unsigned) {}
-    AG_HOST_DEVICE void add_products(std::uint32_t, const double*, const double*, unsigned) {}
-};
+// A sink receives the per-lane gradient contributions to invariant slots:
+//   add(slot, c, n)             c[l] for each lane l < n
+//   add_products(slot, a, b, n) a[l] * b[l] for each lane
+//   row(slot)                   an invariant op's gradient row, one entry per lane (the
+//                               contributions add() gave it), which backward_shared() reads
+// A leaf's contributions may be summed over the lanes on arrival; an op's must stay per lane.
 
 // ---- one lane ------------------------------------------------------------------------
 // A block of one lane (the invariant part, a CUDA thread, a batch of one) runs each node on
@@ -337,46 +343,70 @@ AG_HOST_DEVICE inline void backward_block(const TapeView& t, const Lanes& x, Sin
 
 // ---- sweeps ----------------------------------------------------------------------------
 
-// Values flow from the first n_in rows (filled by the caller) up through the ops.
+// Values flow from the first n_in rows (filled by the caller) up through the ops; a range
+// [first, last) of the slots runs them alone (the CPU runs layers between ranges).
 //
 // One lane: the switch over ops is written out here, not reached through visit(), and the
 // views are copies, so the compiler keeps the whole sweep in one loop without reloading them
 // (through visit's lambda it made a call per node, which is most of a node's cost here).
+// A run of nodes of one op (`p * p` for every parameter of an L2 term) stays in its case: a
+// well-predicted loop instead of an indirect jump per node.
+template <Op O, bool Packed>
+AG_HOST_DEVICE inline std::uint32_t forward_run(const TapeView& t, const OneLane<Packed>& x, std::uint32_t i,
+                                                std::uint32_t last) {
+    forward_one<O>(t, x, i);
+    while (i + 1 < last && t.op[i + 1] == O) forward_one<O>(t, x, ++i);
+    return i;  // the run's last node
+}
+
 template <bool Packed>
-AG_HOST_DEVICE inline void forward_one_lane(const TapeView t, const OneLane<Packed> x) {
-    for (std::uint32_t i = t.n_in; i < t.n_slots; ++i) {
+AG_HOST_DEVICE inline void forward_one_lane(const TapeView t, const OneLane<Packed> x, std::uint32_t first,
+                                            std::uint32_t last) {
+    for (std::uint32_t i = first; i < last; ++i) {
         switch (t.op[i]) {
             case Op::Leaf: break;
 #define AG_FORWARD_CASE(E, ...) \
-    case Op::E: forward_one<Op::E>(t, x, i); break;
+    case Op::E: i = forward_run<Op::E>(t, x, i, last); break;
             AG_OPS(AG_FORWARD_CASE)
 #undef AG_FORWARD_CASE
         }
     }
 }
 
-AG_HOST_DEVICE inline void forward_blocks(const TapeView& t, const Lanes& x) {
-    for (std::uint32_t i = t.n_in; i < t.n_slots; ++i)
+AG_HOST_DEVICE inline void forward_blocks(const TapeView& t, const Lanes& x, std::uint32_t first, std::uint32_t last) {
+    for (std::uint32_t i = first; i < last; ++i)
         visit(t.op[i], [&](auto info) { forward_block<decltype(info)::op>(t, x, i); });
 }
 
-AG_HOST_DEVICE inline void forward_sweep(const TapeView& t, const Lanes& x) {
+AG_HOST_DEVICE inline void forward_range(const TapeView& t, const Lanes& x, std::uint32_t first, std::uint32_t last) {
     if (x.n > 1)
-        forward_blocks(t, x);
+        forward_blocks(t, x, first, last);
     else if (x.stride == 1)
-        forward_one_lane(t, OneLane<true>{x});
+        forward_one_lane(t, OneLane<true>{x}, first, last);
     else
-        forward_one_lane(t, OneLane<false>{x});
+        forward_one_lane(t, OneLane<false>{x}, first, last);
 }
 
-// Gradients flow from the rows already seeded (outputs) down to the first n_in rows.
+AG_HOST_DEVICE inline void forward_sweep(const TapeView& t, const Lanes& x) { forward_range(t, x, t.n_in, t.n_slots); }
+
+// Gradients flow from the rows already seeded (outputs) down to the first n_in rows (or,
+// for a range, from slot last - 1 down to first).
+template <Op O, bool Packed, typename Sink>
+AG_HOST_DEVICE inline std::uint32_t backward_run(const TapeView& t, const OneLane<Packed>& x, Sink& sink,
+                                                 std::uint32_t first, std::uint32_t i) {
+    backward_one<O>(t, x, sink, i);
+    while (i > first && t.op[i - 1] == O) backward_one<O>(t, x, sink, --i);
+    return i;  // the run's first node
+}
+
 template <bool Packed, typename Sink>
-AG_HOST_DEVICE inline void backward_one_lane(const TapeView t, const OneLane<Packed> x, Sink& sink) {
-    for (std::uint32_t i = t.n_slots; i-- > t.n_in;) {
+AG_HOST_DEVICE inline void backward_one_lane(const TapeView t, const OneLane<Packed> x, Sink& sink,
+                                             std::uint32_t first, std::uint32_t last) {
+    for (std::uint32_t i = last; i-- > first;) {
         switch (t.op[i]) {
             case Op::Leaf: break;
 #define AG_BACKWARD_CASE(E, ...) \
-    case Op::E: backward_one<Op::E>(t, x, sink, i); break;
+    case Op::E: i = backward_run<Op::E>(t, x, sink, first, i); break;
             AG_OPS(AG_BACKWARD_CASE)
 #undef AG_BACKWARD_CASE
         }
@@ -384,19 +414,79 @@ AG_HOST_DEVICE inline void backward_one_lane(const TapeView t, const OneLane<Pac
 }
 
 template <int W, typename Sink>
-AG_HOST_DEVICE inline void backward_blocks(const TapeView& t, const Lanes& x, Sink& sink) {
-    for (std::uint32_t i = t.n_slots; i-- > t.n_in;)
+AG_HOST_DEVICE inline void backward_blocks(const TapeView& t, const Lanes& x, Sink& sink, std::uint32_t first,
+                                           std::uint32_t last) {
+    for (std::uint32_t i = last; i-- > first;)
         visit(t.op[i], [&](auto info) { backward_block<decltype(info)::op, W>(t, x, sink, i); });
 }
 
 template <int W, typename Sink>
-AG_HOST_DEVICE inline void backward_sweep(const TapeView& t, const Lanes& x, Sink& sink) {
+AG_HOST_DEVICE inline void backward_range(const TapeView& t, const Lanes& x, Sink& sink, std::uint32_t first,
+                                          std::uint32_t last) {
     if (x.n > 1)
-        backward_blocks<W>(t, x, sink);
+        backward_blocks<W>(t, x, sink, first, last);
     else if (x.stride == 1)
-        backward_one_lane(t, OneLane<true>{x}, sink);
+        backward_one_lane(t, OneLane<true>{x}, sink, first, last);
     else
-        backward_one_lane(t, OneLane<false>{x}, sink);
+        backward_one_lane(t, OneLane<false>{x}, sink, first, last);
+}
+
+template <int W, typename Sink>
+AG_HOST_DEVICE inline void backward_sweep(const TapeView& t, const Lanes& x, Sink& sink) {
+    backward_range<W>(t, x, sink, t.n_in, t.n_slots);
+}
+
+// ---- backward through the invariant part, per lane -----------------------------------
+
+// One invariant op: its operands and value are shared, so its local derivatives are computed
+// once; times each lane's grad (the sink's row for it), into each operand through the sink.
+template <Op O, int W, typename Sink>
+AG_HOST_DEVICE inline void backward_shared_node(const TapeView& inv, const double* values, Sink& sink, unsigned n,
+                                                std::uint32_t i) {
+    using Info = OpInfo<O>;
+    using Rule = typename Info::Rule;
+    const double* g = sink.row(i);
+    const double out = values[i];
+    double c[W];
+    auto send = [&](std::uint32_t slot, auto d) {  // the contributions d * g[l] to `slot`
+        if constexpr (is_one<decltype(d)>) {
+            sink.add(slot, g, n);
+        } else {
+            for (unsigned l = 0; l < n; ++l) c[l] = d * g[l];
+            sink.add(slot, c, n);
+        }
+    };
+    if constexpr (Info::kind == Kind::Unary) {
+        const std::uint32_t a = inv.a[i];
+        send(a, Rule::derivative(values[a], values[inv.b[i]], out));
+    } else if constexpr (Info::kind == Kind::Binary) {
+        const std::uint32_t a = inv.a[i], b = inv.b[i];
+        const Partials d = Rule::derivatives(values[a], values[b], out);
+        send(a, d.da);
+        send(b, d.db);
+    } else if constexpr (Info::kind == Kind::Nary) {
+        const std::uint32_t* ops = inv.nary + inv.a[i];
+        const std::uint32_t count = inv.b[i];
+        if constexpr (Rule::head == 1) send(ops[0], Rule::d_head(values[ops[0]], out));
+        for (std::uint32_t k = Rule::head; k + Rule::term <= count; k += Rule::term) {
+            if constexpr (Rule::term == 1) {
+                send(ops[k], Rule::d_term(values[ops[k]], out));
+            } else {
+                const Partials d = Rule::d_term(values[ops[k]], values[ops[k + 1]], out);
+                send(ops[k], d.da);
+                send(ops[k + 1], d.db);
+            }
+        }
+    }
+}
+
+// After the lane part's backward: the invariant part's ops, from the highest down, each
+// passing its per-lane grad row on to its operands (through the sink again: an op operand's
+// row, a leaf's sum). `values` are the invariant slots' values of the forward.
+template <int W, typename Sink>
+AG_HOST_DEVICE inline void backward_shared(const TapeView& inv, const double* values, Sink& sink, unsigned n) {
+    for (std::uint32_t i = inv.n_slots; i-- > inv.n_in;)
+        visit(inv.op[i], [&](auto info) { backward_shared_node<decltype(info)::op, W>(inv, values, sink, n, i); });
 }
 
 }  // namespace arenagrad

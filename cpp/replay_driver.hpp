@@ -1,11 +1,13 @@
 // Replay: runs a recorded Tape (tape.hpp) over a batch of inputs, on any device.
 //
 // A tape has two parts. The invariant part (parameters, constants and what depends on them
-// alone) is one lane's worth of work per replay, so it always runs here, on the host, before
-// the lanes (forward) and after them (backward). The lane part is the bulk of the work and
-// runs on a device, behind the LaneReplay interface: CpuLaneReplay (replay_cpu.hpp: tiles over
-// OpenMP threads) or the CUDA one (cuda/elementwise.hpp). Both walk the tape with the same
-// functions (replay.hpp), so a device changes where lanes run, never what they compute.
+// alone) has one value per replay, so its forward runs here, on the host, before the lanes.
+// The lane part is the bulk of the work and runs on a device, behind the LaneReplay
+// interface: CpuLaneReplay (replay_cpu.hpp: tiles over OpenMP threads) or the CUDA one
+// (cuda/elementwise.hpp). A lane replay's backward also carries each lane's gradient through
+// the invariant part's ops (replay.hpp, backward_shared) before summing over the lanes, as
+// eager evaluation lane by lane would. Both devices walk the tape with the same functions
+// (replay.hpp), so a device changes where lanes run, never what they compute.
 #pragma once
 
 #include <algorithm>
@@ -32,7 +34,9 @@ public:
 
     // For the last forward. seed: batch x n_outputs, or null for ones. Writes d(seeded
     // outputs)/d(inputs) into input_grads (batch x n_inputs), and into shared_grads (one per
-    // invariant slot) the lane-summed gradient that reaches each invariant slot.
+    // invariant slot) the gradient that reaches each invariant leaf (external or constant),
+    // differentiated through the invariant ops lane by lane and then summed over the lanes
+    // (entries of invariant ops: unspecified).
     virtual void backward(const double* seed, double* input_grads, double* shared_grads) = 0;
 };
 
@@ -74,9 +78,7 @@ public:
         batch();  // there must be a forward to go back through
         shared_grads_.resize(shared_.size());
         lanes_->backward(seed, input_grads, shared_grads_.data());
-        NoSink none;  // the invariant part has no invariant operands to send gradients to
-        backward_sweep<1>(tape_.invariant.view(), Lanes{shared_.data(), shared_grads_.data(), 1, 1, nullptr}, none);
-        return shared_grads_.data();
+        return shared_grads_.data();  // externals first
     }
 
 private:

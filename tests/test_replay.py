@@ -161,6 +161,108 @@ def test_every_op_on_parameters_only_is_computed_once(name):
     assert f.n_lane_nodes == 1  # only the final `* x`
 
 
+# ------------------------------------------------- gradients through parameters-only nodes
+# Eager evaluation differentiates each lane on its own, so a parameters-only node's local
+# derivative multiplies each lane's gradient before the lanes are summed. The replay must too:
+# summing first can overflow (or cancel) where the per-lane products do not.
+
+
+def eager_lane_sum(build, params, X, seed=None):
+    """Each parameter's gradient from eager evaluation lane by lane, then summed in lane order
+    (the native engine; seed: one per lane for a one-output build, else ones)."""
+    ps = [native.Value(v) for v in params]
+    total = [0.0] * len(params)
+    for b, row in enumerate(np.asarray(X, dtype=np.float64)):
+        for p in ps:
+            p.grad = 0.0
+        out = build(native, ps, [native.Value(float(v)) for v in row])
+        (out if seed is None else out * float(seed[b])).backward()
+        total = [t + p.grad for t, p in zip(total, ps, strict=True)]
+    return total
+
+
+def replay_grads(build, params, X, seed=None):
+    ps = [native.Value(v) for v in params]
+    f = arenagrad.compile(lambda *xs: build(native, ps, xs), n_inputs=np.shape(X)[1])
+    f.forward(np.asarray(X, dtype=np.float64))
+    f.backward(seed)
+    return f, [p.grad for p in ps]
+
+
+def same(x: float, y: float) -> bool:
+    return (math.isnan(x) and math.isnan(y)) or x == y
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "params", "X", "expected"),
+    [
+        # d/dp = q * x per lane: 5e307 + 5e307, finite; q * (x + x) overflows
+        ("overflow", lambda E, p, x: (p[0] * p[1]) * x[0], [0.5, 0.5], [[1e308], [1e308]], None),
+        # 10 * 1e308 overflows in each lane (inf - inf); summed first it cancels to 0
+        ("cancel", lambda E, p, x: (p[0] * p[1]) * x[0], [3.0, 10.0], [[1e308], [-1e308]], None),
+        # d log(p) = 1/0 = inf: inf * 1 + inf * 0 is nan; inf * (1 + 0) is inf
+        ("inf_derivative", lambda E, p, x: p[0].log() * x[0], [0.0], [[1.0], [0.0]], None),
+        # a chain of parameters-only ops, then several lane ops reading it
+        (
+            "chain",
+            lambda E, p, x: ((p[0] * p[1]).tanh() * 1e300) * x[0] + (p[0] * p[1]) * x[1],
+            [0.5, 4.0],
+            [[1e10, 1e308], [-1e10, 1e308], [3e10, -1e308]],
+            None,
+        ),
+    ],
+)
+def test_parameters_only_nodes_are_differentiated_lane_by_lane(name, build, params, X, expected):
+    _, got = replay_grads(build, params, X)
+    want = eager_lane_sum(build, params, X)
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert same(g, w) or (math.isfinite(w) and abs(g - w) <= 1e-12 * abs(w)), (name, i, g, w)
+    assert not all(map(math.isfinite, want)) or all(map(math.isfinite, got)), name
+
+
+def test_parameters_only_output_gets_each_lanes_seed_separately():
+    # the output itself is parameters-only: each lane's seed times q, then summed
+    p, q = native.Value(0.5), native.Value(0.25)
+    f = arenagrad.compile(lambda x: [p * q, x * 2.0], 1)
+    f.forward(np.zeros((3, 1)))
+    f.backward(np.array([[1e308, 0.0], [1e308, 0.0], [-1e308, 1.0]]))
+    assert p.grad == 0.25 * 1e308  # 2.5e307 + 2.5e307 - 2.5e307 in some order: finite
+    assert q.grad == 0.5 * 1e308
+
+
+def test_parameters_only_nodes_in_a_batch_of_one_lane():
+    # one lane: a parameter's gradient is eager evaluation's, bit for bit (the one-lane batch
+    # sends the invariant gradients straight into one array and runs that part as one lane)
+    def build(E, p, x):
+        s = p[0] * p[1] + p[2]
+        t = (s * p[0]).tanh()
+        return E.linear(s, [t, s], [x[0], x[1]]) * s + (t * x[1]).relu() + (p[0] * p[1]) * x[0]
+
+    rng = np.random.default_rng(12)
+    for scale in (1.0, 1e300):
+        params = list(rng.normal(size=3))
+        X = rng.normal(size=(1, 2)) * scale
+        _, got = replay_grads(build, params, X)
+        want = eager_lane_sum(build, params, X)
+        assert all(same(g, w) for g, w in zip(got, want, strict=True)), (scale, got, want)
+
+
+def test_parameters_only_nodes_per_lane_match_eager_on_random_values():
+    rng = np.random.default_rng(11)
+
+    def build(E, p, x):
+        s = p[0] * p[1] + p[2]  # parameters only
+        t = (s * p[0]).tanh()
+        u = E.linear(s, [t, s], [x[0], x[1]])
+        return u * s + (t * x[1]).relu()
+
+    for scale in (1.0, 1e150, 1e300):
+        X = rng.normal(size=(37, 2)) * scale
+        params = list(rng.normal(size=3))
+        f, _, _ = check_replay(build, params, X, engines=(native,))
+        assert f.n_invariant_nodes >= 3
+
+
 # ---------------------------------------------------------------------------- random graphs
 
 UNARY = ["neg", "tanh", "relu", "sigmoid", "abs", "square"]

@@ -1,7 +1,8 @@
 // The lane part of a replay on a CUDA device: one thread per lane, walking the tape through
 // the same functions as the CPU (replay.hpp, over ops.hpp's op table). This file adds only the
 // kernels, the transfers, and the lane-sum of the shared (parameter) gradients; the invariant
-// part runs on the host (replay_driver.hpp), as for the CPU.
+// part's forward runs on the host (replay_driver.hpp), as for the CPU, and its backward here,
+// per lane, before the lane-sum.
 //
 // Layout: node-major, row s holds slot s of every lane, so when the threads of a warp all
 // read slot s they read neighbouring addresses (coalesced).
@@ -78,7 +79,8 @@ struct DeviceArray {
     }
 };
 
-// Shared gradients stay per lane (row s, column lane) until lane_sum_kernel adds them up.
+// Shared gradients stay per lane (row s, column lane) until lane_sum_kernel adds them up; the
+// rows of invariant ops are also what backward_shared reads.
 struct LaneSink {
     double* grads;
     std::size_t stride;
@@ -86,6 +88,7 @@ struct LaneSink {
     __device__ void add_products(std::uint32_t slot, const double* a, const double* b, unsigned) {
         grads[slot * stride] += a[0] * b[0];
     }
+    __device__ const double* row(std::uint32_t slot) const { return grads + slot * stride; }
 };
 
 __global__ void forward_kernel(TapeView t, double* val, const double* shared, const double* X, double* Y,
@@ -98,20 +101,21 @@ __global__ void forward_kernel(TapeView t, double* val, const double* shared, co
     for (std::uint32_t j = 0; j < m; ++j) Y[lane * m + j] = operand(x, outputs[j]).p[0];
 }
 
-__global__ void backward_kernel(TapeView t, double* val, double* grad, const double* shared, double* shared_lane_grads,
-                                std::uint32_t n_shared, const double* seed, double* input_grads,
+__global__ void backward_kernel(TapeView t, TapeView inv, double* val, double* grad, const double* shared,
+                                double* shared_lane_grads, const double* seed, double* input_grads,
                                 const std::uint32_t* outputs, std::uint32_t m, std::size_t batch) {
     const std::size_t lane = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x;
     if (lane >= batch) return;
     const Lanes x{val + lane, grad + lane, batch, 1, shared};
     LaneSink sink{shared_lane_grads + lane, batch};
     for (std::uint32_t s = 0; s < t.n_slots; ++s) x.grad[s * batch] = 0.0;
-    for (std::uint32_t s = 0; s < n_shared; ++s) sink.grads[s * batch] = 0.0;
+    for (std::uint32_t s = 0; s < inv.n_slots; ++s) sink.grads[s * batch] = 0.0;
     for (std::uint32_t j = 0; j < m; ++j) {
         const double c[1] = {seed != nullptr ? seed[lane * m + j] : 1.0};
         accumulate(x, sink, outputs[j], c);
     }
     backward_sweep<1>(t, x, sink);
+    backward_shared<1>(inv, shared, sink, 1);
     for (std::uint32_t i = 0; i < t.n_in; ++i) input_grads[lane * t.n_in + i] = x.grad[i * batch];
 }
 
@@ -141,6 +145,10 @@ public:
         a_.upload(tape.lane.a.data(), tape.lane.a.size());
         b_.upload(tape.lane.b.data(), tape.lane.b.size());
         nary_.upload(tape.lane.nary.data(), tape.lane.nary.size());
+        inv_op_.upload(tape.invariant.op.data(), tape.invariant.op.size());
+        inv_a_.upload(tape.invariant.a.data(), tape.invariant.a.size());
+        inv_b_.upload(tape.invariant.b.data(), tape.invariant.b.size());
+        inv_nary_.upload(tape.invariant.nary.data(), tape.invariant.nary.size());
         outputs_.upload(tape.outputs.data(), tape.outputs.size());
     }
 
@@ -171,8 +179,8 @@ public:
         if (seed != nullptr) seed_.upload(seed, batch * m);
         std::fill_n(shared_grads, n_shared, 0.0);
         if (batch > 0) {
-            backward_kernel<<<blocks_for(batch), kThreads>>>(t, values_.p, grads_.p, shared_.p, shared_lane_grads_.p,
-                                                             n_shared, seed != nullptr ? seed_.p : nullptr,
+            backward_kernel<<<blocks_for(batch), kThreads>>>(t, invariant_view(), values_.p, grads_.p, shared_.p,
+                                                             shared_lane_grads_.p, seed != nullptr ? seed_.p : nullptr,
                                                              input_grads_.p, outputs_.p, m, batch);
             check(cudaGetLastError(), "backward kernel launch");
             if (n_shared > 0) {
@@ -189,10 +197,15 @@ private:
     const Tape& tape_;
     DeviceArray<Op> op_;
     DeviceArray<std::uint32_t> a_, b_, nary_, outputs_;
+    DeviceArray<Op> inv_op_;
+    DeviceArray<std::uint32_t> inv_a_, inv_b_, inv_nary_;
     DeviceArray<double> values_, grads_, shared_, shared_lane_grads_, shared_grads_, X_, Y_, seed_, input_grads_;
     std::size_t batch_ = 0;
 
     TapeView view() const { return TapeView{tape_.lane.n_in, tape_.lane.n_slots(), op_.p, a_.p, b_.p, nary_.p}; }
+    TapeView invariant_view() const {
+        return TapeView{tape_.invariant.n_in, tape_.invariant.n_slots(), inv_op_.p, inv_a_.p, inv_b_.p, inv_nary_.p};
+    }
 };
 
 }  // namespace
