@@ -464,6 +464,11 @@ AG_HOST_DEVICE inline void backward_shared_node(const TapeView& inv, const doubl
         const Partials d = Rule::derivatives(values[a], values[b], out);
         send(a, d.da);
         send(b, d.db);
+    } else if constexpr (is_selection<Rule>) {  // one choice, shared by the lanes
+        const std::uint32_t* ops = inv.nary + inv.a[i];
+        const std::uint32_t count = inv.b[i];
+        const std::uint32_t chosen = Rule::choose([&](std::uint32_t k) { return values[ops[k]]; }, count);
+        for (std::uint32_t k = 0; k < count; ++k) send(ops[k], selection_derivative(k, chosen));
     } else if constexpr (Info::kind == Kind::Nary) {
         const std::uint32_t* ops = inv.nary + inv.a[i];
         const std::uint32_t count = inv.b[i];

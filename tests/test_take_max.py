@@ -181,3 +181,37 @@ def test_replay_index_computed_from_an_input():
     assert list(f.forward(np.array([[0.0], [1.0]]))) == [10.0, 30.0]
     with pytest.raises(ValueError, match="lane 0"):
         f.forward(np.array([[2.0]]))
+
+
+@needs_native
+@pytest.mark.parametrize("batch", [1, 3, 70])
+def test_replay_of_selections_over_parameters_only(batch):
+    # take/max of parameters alone: computed once per forward, their gradient per lane
+    import arenagrad
+
+    ps = [arenagrad.Value(v) for v in (0.5, -1.5, 2.0, 2.0)]  # a tie: ps[2] is max(ps)'s
+
+    def fn(x):
+        top = arenagrad.max(ps)
+        picked = arenagrad.take(ps, 1)
+        return x * top + (x * x) * picked + arenagrad.max([ps[0] * ps[1], ps[3]]) * x
+
+    f = arenagrad.compile(fn, n_inputs=1)
+    X = np.linspace(-1.0, 2.0, batch).reshape(batch, 1)
+    for p in ps:
+        p.grad = 0.0
+    Y = f.forward(X)
+    f.backward()
+    got = [p.grad for p in ps]
+    lane_grads = []
+    for lane in range(batch):
+        for p in ps:
+            p.grad = 0.0
+        out = fn(arenagrad.Value(float(X[lane, 0])))
+        assert out.data == Y[lane]
+        out.backward()
+        lane_grads.append([p.grad for p in ps])
+    for i, g in enumerate(got):
+        want = sum(grads[i] for grads in lane_grads)
+        scale = sum(abs(grads[i]) for grads in lane_grads)
+        assert abs(g - want) <= 1e-12 * scale, (i, g, want)
