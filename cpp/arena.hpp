@@ -184,6 +184,24 @@ public:
         return push_nary(Op::Sum, offset, n, acc);
     }
 
+    // A selection node (Take, Max: see rules::Take) over the operands produced by value(i),
+    // which must run no Python code; its value is the chosen operand's.
+    template <typename ValueId>
+    NodeId select(Op o, std::size_t n, ValueId value) {
+        const std::size_t offset = nary.size();
+        reserve_nary(n);
+        NodeId* operands = nary.data() + offset;
+        for (std::size_t i = 0; i < n; ++i) operands[i] = value(i);
+        nary.resize(offset + n);
+        const auto value_of = [&](std::uint32_t k) { return data[nary[offset + k]]; };
+        double out = 0.0;
+        visit(o, [&](auto info) {
+            using Rule = typename decltype(info)::Rule;
+            if constexpr (is_selection<Rule>) out = selected_value<Rule>(value_of, std::uint32_t(n));
+        });
+        return push_nary(o, offset, n, out);
+    }
+
     // A user-defined op whose value is given. Python `_backward` (PyBackward): operands are
     // the children. Given local derivatives (LocalGrads): [v, x0, c0, x1, c1, ...], with
     // leaves v and c_k holding the value and the derivatives (rules::LocalGrads).

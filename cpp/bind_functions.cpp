@@ -10,6 +10,7 @@
 #include <new>
 #include <vector>
 
+#include "trace.hpp"
 #include "value.hpp"
 
 namespace arenagrad {
@@ -217,6 +218,11 @@ PyObject* module_zero_grad(PyObject*, PyObject* values) {
 
 // no_grad()'s switch for the calling thread (python/arenagrad/grad_mode.py is the public side).
 PyObject* enter_no_grad(PyObject*, PyObject*) {
+    if (trace_open)  // its ops would make leaves: constants of the tape (trace.hpp)
+        return PyErr_Format(PyExc_RuntimeError,
+                            "no_grad() inside a function that arenagrad.compile() traces: its ops would make "
+                            "leaves, frozen into the tape with the placeholders' values (v.detach() stops a "
+                            "gradient and is traced per lane)");
     if (GradMode::depth++ == 0) ++GradMode::threads_without_grad;
     Py_RETURN_NONE;
 }

@@ -221,6 +221,40 @@ private:
         } else if constexpr (Info::kind == Kind::Binary) {
             if (wants(a)) contribute(a, Rule::grad_a(nodes_, a, b, i, grad));
             if (wants(b)) contribute(b, Rule::grad_b(nodes_, a, b, i, grad));
+        } else if constexpr (O == Op::Take) {
+            // d_v_k = take(one-hot at k, index): the choice stays a node, so a replay makes it
+            // per lane; the index gets 0 * grad
+            const std::size_t offset = a;
+            const std::uint32_t count = b;
+            for (std::uint32_t k = 0; k < count; ++k) {
+                const NodeId v = graph_.nary[offset + k];
+                if (!wants(v)) continue;
+                if (k == 0) {
+                    contribute(v, nodes_.times(nodes_.constant(0.0), grad));
+                    continue;
+                }
+                const NodeId one = nodes_.constant(1.0), zero = nodes_.constant(0.0);
+                const NodeId d = graph_.select(Op::Take, count, [&](std::size_t j) {
+                    return j == 0 ? graph_.nary[offset] : j == k ? one : zero;
+                });
+                contribute(v, nodes_.times(d, grad));
+            }
+        } else if constexpr (O == Op::Max) {
+            // d_v_k = tie_k * (1 - d_v_0 - ... - d_v_k-1), tie_k = 1 - step(out - v_k): 1 for the
+            // first operand equal to out. (Where an operand is nan every tie_k is 1, so the
+            // first operand gets the 1: exact only without nan.)
+            const std::size_t offset = a;
+            const std::uint32_t count = b;
+            NodeId rest = nodes_.constant(1.0);
+            for (std::uint32_t k = 0; k < count; ++k) {
+                const NodeId v = graph_.nary[offset + k];
+                const NodeId gap = nodes_.sub(i, v);
+                const NodeId above = nodes_.step(gap);
+                const NodeId tie = nodes_.sub(nodes_.constant(1.0), above);
+                const NodeId d = nodes_.mul(tie, rest);
+                if (k + 1 < count) rest = nodes_.sub(rest, d);
+                if (wants(v)) contribute(v, nodes_.times(d, grad));
+            }
         } else if constexpr (Info::kind == Kind::Nary) {
             static_assert(Rule::head <= 1 && Rule::term >= 1 && Rule::term <= 2, "a fold shape the sweep knows");
             const std::size_t offset = a, count = b;

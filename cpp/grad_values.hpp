@@ -103,6 +103,10 @@ private:
                 const Partials d = Rule::derivatives(values[a], values[b], out);
                 add(a, d.da * g);
                 add(b, d.db * g);
+            } else if constexpr (is_selection<Rule>) {
+                const NodeId* operands = operand_lists + a;
+                const std::uint32_t chosen = Rule::choose([&](std::uint32_t k) { return values[operands[k]]; }, b);
+                for (std::uint32_t k = 0; k < b; ++k) add(operands[k], selection_derivative(k, chosen) * g);
             } else if constexpr (Info::kind == Kind::Nary) {
                 static_assert(Rule::head <= 1 && Rule::term >= 1 && Rule::term <= 2, "a fold shape the sweep knows");
                 const NodeId* operands = operand_lists + a;

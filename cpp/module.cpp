@@ -13,7 +13,9 @@
     X(params)    /* bind_params.cpp: get/set_data, get/set_grad for optimizers */   \
     X(replay)    /* bind_replay.cpp: Replay (compile's engine), the CUDA queries */ \
     X(grad)      /* bind_grad.cpp: grad, torch.autograd.grad for Values */         \
-    X(config)    /* bind_config.cpp: openmp, get/set_num_threads */
+    X(config)    /* bind_config.cpp: openmp, get/set_num_threads */                 \
+    X(select)    /* bind_select.cpp: take, max */                                   \
+    X(trace)     /* bind_trace.cpp: the open trace, for compile */
 
 namespace arenagrad {
 #define ARENAGRAD_DECLARE(name) void bind_##name(pybind11::module_& m);

@@ -61,7 +61,10 @@ enum class Kind : std::uint8_t { Leaf, Unary, Binary, Nary };
     X(Linear,      Nary,   "linear",        "linear")  \
     X(Sum,         Nary,   "sum",           "sum")     \
     X(LocalGrads,  Nary,   "local_grads",   "local_grads") \
-    X(PyBackward,  Nary,   "py_backward",   "py_backward")
+    X(PyBackward,  Nary,   "py_backward",   "py_backward") \
+    X(Take,        Nary,   "take",          "take")    \
+    X(Max,         Nary,   "max",           "max")     \
+    X(Detach,      Unary,  "detach",        "detach")
 // clang-format on
 
 enum class Op : std::uint8_t {
@@ -396,9 +399,85 @@ struct PyBackward {
     static N grad_term(G& nodes, N, N out, N) { return nodes.refuse(out); }
 };
 
+// a's value, through which no gradient flows on (0 * g): Value.detach() while compile()
+// traces, where a frozen leaf would hold the placeholders' value (a replay computes this per
+// lane and per forward).
+struct Detach {
+    AG_HOST_DEVICE static double forward(double a, double) { return a; }
+    AG_HOST_DEVICE static double derivative(double, double, double) { return 0.0; }
+    template <typename G, typename N>
+    static auto grad_a(G& nodes, N, N, N, N grad) { return nodes.times(nodes.constant(0.0), grad); }
+};
+
+// Selections: n-ary ops whose value is one of their operands, picked by the operands' values
+// at a position a fold cannot know. choose(value, count) returns the position of the chosen
+// operand (value(k) is operand k's value), or `count` when there is none: the node's value is
+// then nan. The chosen operand's local derivative is 1, every other operand's 0, so each sweep
+// does `grad += (k == chosen ? 1 : 0) * g` for every operand k in order (0 * g is nan for a
+// nan or infinite g, as for relu below 0). Their derivative graphs are grad itself for the
+// chosen operand and 0 * grad for the others, the choice made where the graph is built.
+
+// [index, v0, v1, ...] -> v_index: `values[int(index)]`; the index gets no gradient (0 * g).
+// An index that is not an integer in [0, n) chooses nothing (the binding raises on it
+// eagerly; compile() checks lane indices after each forward).
+struct Take {
+    static constexpr bool selects = true;
+    AG_ANY_CALLABLE
+    template <typename V>
+    AG_HOST_DEVICE static std::uint32_t choose(V value, std::uint32_t count) {
+        const double index = value(0);
+        // nan fails every comparison, so it chooses nothing too
+        if (index >= 0.0 && index < double(count) - 1.0 && index == std::floor(index))
+            return 1u + std::uint32_t(index);
+        return count;
+    }
+};
+
+// [v0, v1, ...] -> the largest; the first of equal largest ones (0.0 and -0.0 are equal) is
+// chosen, and the first nan if there is one (nan propagates, as in PyTorch).
+struct Max {
+    static constexpr bool selects = true;
+    AG_ANY_CALLABLE
+    template <typename V>
+    AG_HOST_DEVICE static std::uint32_t choose(V value, std::uint32_t count) {
+        if (count == 0) return 0;
+        std::uint32_t best = 0;
+        double top = value(0);
+        for (std::uint32_t k = 1; k < count && top == top; ++k) {
+            const double v = value(k);
+            if (v > top || v != v) {
+                best = k;
+                top = v;
+            }
+        }
+        return best;
+    }
+};
+
 struct Leaf {};
 
 }  // namespace rules
+
+// Whether a rule is a selection (see rules::Take).
+template <typename R, typename = void>
+struct IsSelection : std::false_type {};
+template <typename R>
+struct IsSelection<R, std::void_t<decltype(R::selects)>> : std::bool_constant<R::selects> {};
+template <typename R>
+constexpr bool is_selection = IsSelection<R>::value;
+
+// A selection's value: its chosen operand's, nan if it chose none.
+AG_ANY_CALLABLE
+template <typename Rule, typename V>
+AG_HOST_DEVICE inline double selected_value(V value, std::uint32_t count) {
+    const std::uint32_t chosen = Rule::choose(value, count);
+    return chosen < count ? value(chosen) : std::nan("");
+}
+
+// A selection's local derivative for operand k.
+AG_HOST_DEVICE constexpr double selection_derivative(std::uint32_t k, std::uint32_t chosen) {
+    return k == chosen ? 1.0 : 0.0;
+}
 
 // ---- generated from the table ----------------------------------------------------------------
 

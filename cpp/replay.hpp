@@ -99,7 +99,10 @@ template <Op O, bool Packed>
 AG_HOST_DEVICE inline void forward_one(const TapeView& t, const OneLane<Packed>& x, std::uint32_t i) {
     using Info = OpInfo<O>;
     using Rule = typename Info::Rule;
-    if constexpr (Info::kind == Kind::Nary) {
+    if constexpr (is_selection<Rule>) {
+        const std::uint32_t* ops = t.nary + t.a[i];
+        x.value(i) = selected_value<Rule>([&](std::uint32_t k) { return x.operand(ops[k]); }, t.b[i]);
+    } else if constexpr (Info::kind == Kind::Nary) {
         const std::uint32_t* ops = t.nary + t.a[i];
         double acc;
         if constexpr (Rule::head == 0)
@@ -139,6 +142,10 @@ AG_HOST_DEVICE inline void backward_one(const TapeView& t, const OneLane<Packed>
         const Partials d = Rule::derivatives(x.operand(a), x.operand(b), out);
         accumulate_one(x, sink, a, d.da * g);
         accumulate_one(x, sink, b, d.db * g);
+    } else if constexpr (is_selection<Rule>) {
+        const std::uint32_t* ops = t.nary + a;  // b operands
+        const std::uint32_t chosen = Rule::choose([&](std::uint32_t k) { return x.operand(ops[k]); }, b);
+        for (std::uint32_t k = 0; k < b; ++k) accumulate_one(x, sink, ops[k], selection_derivative(k, chosen) * g);
     } else if constexpr (Info::kind == Kind::Nary) {
         const std::uint32_t* ops = t.nary + a;  // b operands
         if constexpr (Rule::head == 1) accumulate_one(x, sink, ops[0], Rule::d_head(x.operand(ops[0]), out) * g);
@@ -183,11 +190,26 @@ AG_HOST_DEVICE inline void forward_fold(double* out, const Lanes& x, const std::
     }
 }
 
+// Selections: each lane chooses its own operand (a lane's index, a lane's largest value).
+template <typename Rule>
+AG_HOST_DEVICE inline void forward_select(double* out, const Lanes& x, const std::uint32_t* ops, std::uint32_t count) {
+    for (unsigned l = 0; l < x.n; ++l) {
+        out[l] = selected_value<Rule>(
+            [&](std::uint32_t k) {
+                const Operand o = operand(x, ops[k]);
+                return o.p[o.lane ? l : 0];
+            },
+            count);
+    }
+}
+
 template <Op O>
 AG_HOST_DEVICE inline void forward_block(const TapeView& t, const Lanes& x, std::uint32_t i) {
     using Info = OpInfo<O>;
     double* out = x.val + std::size_t(i) * x.stride;
-    if constexpr (Info::kind == Kind::Nary)
+    if constexpr (is_selection<typename Info::Rule>)
+        forward_select<typename Info::Rule>(out, x, t.nary + t.a[i], t.b[i]);
+    else if constexpr (Info::kind == Kind::Nary)
         forward_fold<typename Info::Rule>(out, x, t.nary + t.a[i], t.b[i]);
     else if constexpr (Info::kind != Kind::Leaf)
         forward_elementwise<typename Info::Rule>(out, operand(x, t.a[i]), operand(x, t.b[i]), x.n);
@@ -284,12 +306,36 @@ AG_HOST_DEVICE inline void backward_fold(const Lanes& x, Sink& sink, const doubl
     }
 }
 
+// Selections: operand k gets (k == chosen_l ? 1 : 0) * g_l from each lane l, so a shared
+// operand (a parameter row picked by a lane's index) gets its lanes' gradients through the
+// sink, summed in its fixed order.
+template <typename Rule, int W, typename Sink>
+AG_HOST_DEVICE inline void backward_select(const Lanes& x, Sink& sink, const double* g, const std::uint32_t* ops,
+                                           std::uint32_t count) {
+    std::uint32_t chosen[W];
+    for (unsigned l = 0; l < x.n; ++l) {
+        chosen[l] = Rule::choose(
+            [&](std::uint32_t k) {
+                const Operand o = operand(x, ops[k]);
+                return o.p[o.lane ? l : 0];
+            },
+            count);
+    }
+    double c[W];
+    for (std::uint32_t k = 0; k < count; ++k) {
+        for (unsigned l = 0; l < x.n; ++l) c[l] = selection_derivative(k, chosen[l]) * g[l];
+        accumulate(x, sink, ops[k], c);
+    }
+}
+
 template <Op O, int W, typename Sink>
 AG_HOST_DEVICE inline void backward_block(const TapeView& t, const Lanes& x, Sink& sink, std::uint32_t i) {
     using Info = OpInfo<O>;
     const double* out = x.val + std::size_t(i) * x.stride;
     const double* g = x.grad + std::size_t(i) * x.stride;
-    if constexpr (Info::kind == Kind::Nary)
+    if constexpr (is_selection<typename Info::Rule>)
+        backward_select<typename Info::Rule, W>(x, sink, g, t.nary + t.a[i], t.b[i]);
+    else if constexpr (Info::kind == Kind::Nary)
         backward_fold<Info, W>(x, sink, out, g, t.nary + t.a[i], t.b[i]);
     else if constexpr (Info::kind != Kind::Leaf)
         backward_elementwise<Info, W>(x, sink, out, g, t.a[i], t.b[i]);
@@ -418,6 +464,11 @@ AG_HOST_DEVICE inline void backward_shared_node(const TapeView& inv, const doubl
         const Partials d = Rule::derivatives(values[a], values[b], out);
         send(a, d.da);
         send(b, d.db);
+    } else if constexpr (is_selection<Rule>) {  // one choice, shared by the lanes
+        const std::uint32_t* ops = inv.nary + inv.a[i];
+        const std::uint32_t count = inv.b[i];
+        const std::uint32_t chosen = Rule::choose([&](std::uint32_t k) { return values[ops[k]]; }, count);
+        for (std::uint32_t k = 0; k < count; ++k) send(ops[k], selection_derivative(k, chosen));
     } else if constexpr (Info::kind == Kind::Nary) {
         const std::uint32_t* ops = inv.nary + inv.a[i];
         const std::uint32_t count = inv.b[i];

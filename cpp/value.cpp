@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "node_extras.hpp"
+#include "trace.hpp"
 #include "value.hpp"
 
 namespace arenagrad {
@@ -413,14 +414,27 @@ PyObject* value_backward(PyObject* self, PyObject* args, PyObject* kwargs) {
     return result;
 }
 
-PyObject* value_float(PyObject* self) { return PyFloat_FromDouble(arena().data[value_node(self)]); }
+// While compile() traces, numbers read out of traced Values are refused (trace.hpp).
+PyObject* value_float(PyObject* self) {
+    if (check_read(self, "float()") < 0) return nullptr;
+    return PyFloat_FromDouble(arena().data[value_node(self)]);
+}
 
-PyObject* value_item(PyObject* self, PyObject*) { return value_float(self); }
+PyObject* value_item(PyObject* self, PyObject*) {
+    if (check_read(self, "item()") < 0) return nullptr;
+    return PyFloat_FromDouble(arena().data[value_node(self)]);
+}
 
-// A new leaf with the same data, outside any graph.
+// Truthy, as any object (micrograd's Value has no __bool__); but while compile() traces, an
+// `if` on a traced Value would freeze the branch the placeholders take.
+int value_bool(PyObject* self) { return check_read(self, "bool() (an `if` or `while` on it)") < 0 ? -1 : 1; }
+
+// A new leaf with the same data, outside any graph. While compile() traces, a detach node
+// instead (the same value, gradient 0): a leaf would freeze the placeholders' value.
 PyObject* value_detach(PyObject* self, PyObject*) {
     return guarded([&] {
         Arena& graph = arena();
+        if (trace_open) return wrap_new_node(graph.unary(Op::Detach, value_node(self)));
         return wrap_new_node(graph.leaf(graph.data[value_node(self)]));
     });
 }
@@ -432,6 +446,7 @@ PyObject* value_richcompare(PyObject* a, PyObject* b, int op) {
     double x = 0.0, y = 0.0;
     for (auto [side, out] : {std::pair{a, &x}, std::pair{b, &y}}) {
         if (is_value(side)) {
+            if (check_read(side, "a comparison (<, <=, >, >=; builtins max, min, sorted)") < 0) return nullptr;
             *out = arena().data[value_node(side)];
             continue;
         }
@@ -462,6 +477,7 @@ PyObject* value_repr(PyObject* self) {
 // copy, deepcopy and pickle give a detached leaf with the same data, grad and label (the
 // graph behind a Value is not copied; parameters, the usual thing copied, are leaves).
 PyObject* value_reduce(PyObject* self, PyObject*) {
+    if (check_read(self, "a copy (copy, deepcopy, pickle)") < 0) return nullptr;  // a leaf: frozen
     const Arena& graph = arena();
     const NodeId id = value_node(self);
     PyObject* label = value_label(self);
@@ -519,6 +535,7 @@ PyType_Slot value_slots[] = {
     {Py_nb_absolute, reinterpret_cast<void*>(value_abs)},
     {Py_nb_power, reinterpret_cast<void*>(value_pow)},
     {Py_nb_float, reinterpret_cast<void*>(value_float)},
+    {Py_nb_bool, reinterpret_cast<void*>(value_bool)},
     {Py_tp_richcompare, reinterpret_cast<void*>(value_richcompare)},
     {Py_tp_hash, nullptr},  // object's identity hash, set in bind_value (richcompare alone would drop it)
     {0, nullptr},

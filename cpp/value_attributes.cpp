@@ -3,6 +3,7 @@
 #include <Python.h>
 
 #include "node_extras.hpp"
+#include "trace.hpp"
 #include "value.hpp"
 
 namespace arenagrad {
@@ -14,7 +15,10 @@ PyObject* value_label(PyObject* self) {
 
 namespace {
 
-PyObject* get_data(PyObject* self, void*) { return PyFloat_FromDouble(arena().data[value_node(self)]); }
+PyObject* get_data(PyObject* self, void*) {
+    if (check_read(self, ".data") < 0) return nullptr;  // while compile() traces (trace.hpp)
+    return PyFloat_FromDouble(arena().data[value_node(self)]);
+}
 PyObject* get_grad(PyObject* self, void*) { return PyFloat_FromDouble(arena().grad[value_node(self)]); }
 
 // Converts the number assigned to Value.<name>; the node is looked up only afterwards, since

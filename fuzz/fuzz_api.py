@@ -40,7 +40,9 @@ import atheris
 import numpy as np
 from arenagrad import _core
 
-ALLOWED = (TypeError, ValueError, OverflowError, AttributeError, MemoryError, RuntimeError)
+ALLOWED = (
+    TypeError, ValueError, IndexError, OverflowError, AttributeError, MemoryError, RuntimeError
+)  # IndexError: take() with an index out of range
 
 
 def op_node(name):
@@ -70,6 +72,7 @@ UNARY_BUILDERS = {
     "sqrt": [lambda v: v.sqrt()],
     "step": [op_node("step")],
     "sign": [op_node("sign")],
+    "detach": [op_node("detach")],
     "mask": [lambda v: op_node("mask")(v, v), lambda v: op_node("mask")(v, v * 0)],
 }
 BINARY_BUILDERS = {
@@ -79,8 +82,8 @@ BINARY_BUILDERS = {
     "div": operator.truediv,
     "pow": operator.pow,
 }
-# Program.step's actions 9, 10, 19 and 20 make these
-NARY_ACTIONS = {"sum", "linear", "local_grads", "py_backward"}
+# Program.step's actions 9, 10, 19, 20, 23 and 24 make these
+NARY_ACTIONS = {"sum", "linear", "local_grads", "py_backward", "take", "max"}
 
 
 def ops_of_arity(arity):
@@ -223,7 +226,7 @@ class Program:
 
     def step(self):
         fdp = self.fdp
-        action = fdp.ConsumeIntInRange(0, 22)
+        action = fdp.ConsumeIntInRange(0, 24)
         if action == 0:
             self.pool.append(self.new_value())
         elif action == 1:  # Value(anything, label=anything) or Value(anything, anything)
@@ -371,6 +374,16 @@ class Program:
                 self.both(lambda: fn(an, bn), lambda: fn(ar, br))
             for n, r in self.pool[size:]:
                 assert n._prev == set() and r._prev == set(), (n, r)
+        elif action == 23:  # take with any index: a Value, an int, anything
+            ns, rs = self.operand_list()
+            if fdp.ConsumeBool():
+                i_n, i_r = self.operand()
+            else:
+                i_n = i_r = fdp.ConsumeIntInRange(-2, 5)
+            self.both(lambda: arenagrad.take(ns, i_n), lambda: reference.take(rs, i_r))
+        elif action == 24:
+            ns, rs = self.operand_list()
+            self.both(lambda: arenagrad.max(ns), lambda: reference.max(rs))
 
     def grad(self):
         """arenagrad.grad over pool members (now and then anything else), with random seeds

@@ -78,6 +78,8 @@ def get_engine(name: str) -> SimpleNamespace:
             Value=arenagrad.Value,
             sum=arenagrad.sum,
             linear=arenagrad.linear,
+            take=arenagrad.take,
+            max=arenagrad.max,
             Module=nn.Module,
             Neuron=nn.Neuron,
             Layer=nn.Layer,
@@ -93,6 +95,8 @@ def get_engine(name: str) -> SimpleNamespace:
             Value=ref.Value,
             sum=ref.sum,
             linear=ref.linear,
+            take=ref.take,
+            max=ref.max,
             Module=ref.Module,
             Neuron=ref.Neuron,
             Layer=ref.Layer,
@@ -232,6 +236,9 @@ class Nary(NamedTuple):
     min_operands: int  # a valid operand count is min_operands + a multiple of `step`
     step: int
     may_be_number: Callable[[int], bool]  # whether operand i may be given as a plain number
+    # The node's operands in order (its _children), given the node and the operands the
+    # builder was given (default: those)
+    children: Callable[[Any, list[Any]], list[Any]] | None = None
     replayable: bool = True  # False: compile() refuses it (a user-defined op)
 
 
@@ -289,6 +296,7 @@ UNARY = {
         lambda v: op_node("step", v), lambda a: 1.0 if a > 0 else 0.0, lambda a, out: 0.0, "step"
     ),
     "sign": Unary(lambda v: op_node("sign", v), _sign, lambda a, out: 0.0, "sign"),
+    "detach": Unary(lambda v: op_node("detach", v), lambda a: a, lambda a, out: 0.0, "detach"),
     # mask(x, condition), built here with the operand as its own condition
     "mask": Unary(
         lambda v: op_node("mask", v, v),
@@ -410,6 +418,63 @@ NARY = {
         replayable=False,
     ),
 }
+
+def _step_of(out, s):  # take's index node, step(s), if it is one
+    index = next(iter(p for p in out._prev if p._op == "step" and p._prev == {s}), None)
+    return index if index is not None else s
+
+
+def _take_index(s):  # step(s): always a valid index, whatever the operand's value
+    return 1.0 if s > 0.0 else 0.0
+
+
+def _take_forward(v):
+    return v[1 + int(_take_index(v[0]))]
+
+
+def _take_derivatives(v, out):
+    d = [0.0] * len(v)  # the index gets 0 (through step, whose derivative is 0 too)
+    d[1 + int(_take_index(v[0]))] = 1.0
+    return d
+
+
+def _max_forward(v):  # the first largest; the first nan if there is one
+    best = 0
+    for k in range(1, len(v)):
+        if math.isnan(v[best]):
+            break
+        if v[k] > v[best] or math.isnan(v[k]):
+            best = k
+    return v[best], best
+
+
+def _max_derivatives(v, out):
+    d = [0.0] * len(v)
+    d[_max_forward(v)[1]] = 1.0
+    return d
+
+
+NARY["take"] = Nary(
+    # operands [s, v0, v1, ...] -> take([v0, v1, ...], step(s)): an index that is valid for any
+    # value drawn, so the generic tests can draw operands freely
+    lambda engine, v: engine.take(v[1:], getattr(engine, "step", UNARY["step"].build)(v[0])),
+    _take_forward,
+    _take_derivatives,
+    "take",
+    3,
+    1,
+    lambda i: False,
+    lambda out, v: [_step_of(out, v[0]), *v[1:]],
+)
+NARY["max"] = Nary(
+    lambda engine, v: engine.max(v),
+    lambda v: _max_forward(v)[0],
+    _max_derivatives,
+    "max",
+    1,
+    1,
+    lambda i: False,
+)
 
 # Just the builders, for tests that only need to make every op.
 BINARY_BUILD = {name: case.build for name, case in BINARY.items()}

@@ -402,10 +402,14 @@ def torch_engine(torch):
     return SimpleNamespace(
         linear=linear,
         sum=total,
+        step=lambda t: (t > 0).to(torch.float64),
+        take=lambda vs, i: torch.stack(list(vs))[i.long()],
+        max=lambda vs: torch.stack(list(vs)).max(dim=0).values,  # the first largest
         unary={
             "step": lambda t: (t > 0).to(torch.float64),
             "sign": torch.sign,
             "mask": lambda t: torch.where(t != 0, t, torch.zeros_like(t)),
+            "detach": lambda t: t.detach(),
         },
     )
 

@@ -94,6 +94,9 @@ def torch_engine(torch):
         Value=lambda x: torch.tensor(x, dtype=torch.float64, requires_grad=True),
         linear=linear,
         sum=total,
+        step=lambda t: (t > 0).to(torch.float64),
+        take=lambda vs, i: torch.stack(list(vs))[i.long()],
+        max=lambda vs: torch.stack(list(vs)).max(dim=0).values,  # the first largest
     )
 
 
@@ -103,6 +106,7 @@ def torch_build(torch, recipe):
         "step": lambda t: (t > 0).to(torch.float64),
         "sign": torch.sign,
         "mask": lambda t: torch.where(t != 0, t, torch.zeros_like(t)),
+        "detach": lambda t: t.detach(),
     }
     engine = torch_engine(torch)
     leaves, steps, _, _ = recipe

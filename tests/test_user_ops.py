@@ -581,11 +581,22 @@ def test_compile_refuses_user_ops_by_name(style):
             return py_tanh(V, x * w) * 2
         return V(x.data * w.data, (x, w), _op="given", local_grads=[w.data, x.data]) * 2
 
+    # building it reads .data of traced Values: the tracer refuses that first
+    with pytest.raises(RuntimeError, match="read while tracing"):
+        arenagrad.compile(fn, n_inputs=1)
+
+    def given(x):  # its numbers not read from traced Values: refused by name
+        if style == "micrograd":
+            out = V(0.5, (x * w,), "tanh")
+            out._backward = lambda: None
+            return out * 2
+        return V(0.25, (x, w), _op="given", local_grads=[0.5, 0.5]) * 2
+
     name = "'tanh'" if style == "micrograd" else "'given'"
     with pytest.raises(TypeError, match=f"user-defined op {name}"):
-        arenagrad.compile(fn, n_inputs=1)
+        arenagrad.compile(given, n_inputs=1)
     with pytest.raises(TypeError, match="user-defined op with no _op"):
-        arenagrad.compile(lambda x: V(x.data, (x,), [1.0]), n_inputs=1)
+        arenagrad.compile(lambda x: V(1.0, (x,), [1.0]), n_inputs=1)
 
 
 # ----------------------------------------------------------------------------- no_grad

@@ -105,7 +105,8 @@ def _built(engine):
         out.append((case.build(a, b), [a, b]))
     for case in NARY.values():
         vs = [V(x) for x in OPERANDS[: case.min_operands + 2 * case.step]]
-        out.append((case.build(engine, vs), vs))
+        node = case.build(engine, vs)
+        out.append((node, vs if case.children is None else case.children(node, vs)))
     return out
 
 

@@ -20,9 +20,19 @@ except ImportError as error:  # pragma: no cover - only without a build
     ) from error
 
 from . import losses, optim, schedules, viz  # the training kit
-from ._core import Value, arena_stats, get_num_threads, linear, set_num_threads, sum, zero_grad
+from ._core import (
+    Value,
+    arena_stats,
+    get_num_threads,
+    linear,
+    max,
+    set_num_threads,
+    sum,
+    take,
+    zero_grad,
+)
 from .checkpoint import load, save
-from .compile import Compiled, compile
+from .compile import Compiled, CompiledPerWidth, compile
 from .config import show_config
 from .functional import grad, hessian, hvp
 from .grad_mode import is_grad_enabled, no_grad
@@ -30,6 +40,7 @@ from .gradient_check import gradcheck
 
 __all__ = [
     "Compiled",
+    "CompiledPerWidth",
     "Value",
     "__version__",
     "arena_stats",
@@ -43,6 +54,7 @@ __all__ = [
     "linear",
     "load",
     "losses",
+    "max",
     "no_grad",
     "optim",
     "save",
@@ -50,6 +62,7 @@ __all__ = [
     "set_num_threads",
     "show_config",
     "sum",
+    "take",
     "viz",
     "zero_grad",
 ]

@@ -17,15 +17,16 @@ what keeps its memory accesses in bounds.
 from __future__ import annotations
 
 import numbers
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
 from . import _core
 from ._core import Value
 
-__all__ = ["Compiled", "compile"]
+__all__ = ["Compiled", "CompiledPerWidth", "compile"]
 
 
 def _cuda_unavailable() -> str | None:
@@ -58,11 +59,21 @@ def _as_matrix(array: Any, cols: int, what: str) -> np.ndarray:
 class Compiled:
     """A traced function, replayed over batches. Made by `arenagrad.compile`."""
 
-    def __init__(self, replay: _core.Replay, single_output: bool, name: str) -> None:
+    def __init__(
+        self,
+        replay: _core.Replay,
+        single_output: bool,
+        name: str,
+        take_limits: Sequence[int] = (),
+    ) -> None:
         self._replay = replay
         self._single = single_output
         self._name = name
         self._batch: int | None = None
+        # The replay's last len(take_limits) outputs are take() indices that depend on the
+        # inputs: each must be an integer in [0, limit) in every lane.
+        self._take_limits = np.asarray(take_limits, dtype=np.float64)
+        self._n_outputs = replay.n_outputs - len(take_limits)
 
     @property
     def n_inputs(self) -> int:
@@ -70,7 +81,7 @@ class Compiled:
 
     @property
     def n_outputs(self) -> int:
-        return self._replay.n_outputs
+        return self._n_outputs
 
     @property
     def n_nodes(self) -> int:
@@ -106,8 +117,25 @@ class Compiled:
                 raise TypeError(f"forward() needs X of shape (batch, {self.n_inputs})")
             X = np.empty((1, 0))
         Y = self._replay.forward(_as_matrix(X, self.n_inputs, "X"))
+        self._batch = None
+        if self._take_limits.size:
+            self._check_take_indices(Y[:, self._n_outputs :])
+            Y = Y[:, : self._n_outputs]
         self._batch = Y.shape[0]
         return Y[:, 0] if self._single else Y
+
+    def _check_take_indices(self, indices: np.ndarray) -> None:
+        """take() selects nothing for an index that is not an integer in range (its value is
+        nan): say which lane had one, instead of returning that nan."""
+        with np.errstate(invalid="ignore"):
+            good = (indices >= 0) & (indices < self._take_limits) & (indices == np.floor(indices))
+        if not good.all():
+            lane, which = (int(k) for k in np.argwhere(~good)[0])
+            raise ValueError(
+                f"take(): in lane {lane} (row {lane} of X) an index is {indices[lane, which]!r}, "
+                f"not an integer in [0, {int(self._take_limits[which])}): the values of that "
+                "lane are not defined"
+            )
 
     __call__ = forward
 
@@ -127,6 +155,11 @@ class Compiled:
             if seed.shape[0] != self._batch:
                 expected = (self._batch,) if self._single else (self._batch, self.n_outputs)
                 raise ValueError(f"seed must have shape {expected} like forward's result")
+        if self._take_limits.size:  # the indices' outputs get no gradient
+            if seed is None:
+                seed = np.ones((self._batch, self.n_outputs))
+            zeros = np.zeros((self._batch, self._take_limits.size))
+            seed = np.ascontiguousarray(np.concatenate([seed, zeros], axis=1))
         return self._replay.backward(seed)
 
     def zero_grad(self) -> None:
@@ -153,6 +186,86 @@ class Compiled:
         )
 
 
+class CompiledPerWidth:
+    """A function of any number of inputs, traced once per input width (the graph of a
+    sequence model depends on the sequence's length). Made by `arenagrad.compile(fn,
+    n_inputs=None)`.
+
+    `forward(X)` replays the trace for X's width, tracing `fn` on X.shape[1] placeholders the
+    first time that width is seen; the `max_traces` widths used last keep their traces (a
+    bounded cache: the least recently used one is dropped first). `backward` backpropagates
+    the last forward, through the same trace.
+    """
+
+    def __init__(self, fn: Callable[..., Value | Sequence[Value]], device: str, max_traces: int):
+        self._fn = fn
+        self._device = device
+        self.max_traces = max_traces
+        self._traces: OrderedDict[int, Compiled] = OrderedDict()
+        self._last: Compiled | None = None
+        self.traced = 0  # how many times fn was traced (a width dropped and used again: twice)
+
+    def trace_for(self, width: int) -> Compiled:
+        """The trace for `width` inputs, made now if the cache has none."""
+        if isinstance(width, bool) or not isinstance(width, int) or width < 0:
+            raise ValueError(f"an input width must be an int >= 0, not {width!r}")
+        compiled = self._traces.get(width)
+        if compiled is None:
+            compiled = _trace(self._fn, width, self._device)
+            self.traced += 1
+            self._traces[width] = compiled
+            while len(self._traces) > self.max_traces:
+                self._traces.popitem(last=False)
+        self._traces.move_to_end(width)
+        return compiled
+
+    @property
+    def widths(self) -> list[int]:
+        """The widths that have a trace now, least recently used first."""
+        return list(self._traces)
+
+    @property
+    def parameters(self) -> list[Value]:
+        """The parameters of every trace kept, each once."""
+        seen: dict[int, Value] = {}
+        for compiled in self._traces.values():
+            for p in compiled.parameters:
+                seen.setdefault(id(p), p)
+        return list(seen.values())
+
+    def forward(self, X: Any) -> np.ndarray:
+        """Replays `fn` on every row of X (shape (B, width), float64), as Compiled.forward."""
+        if not isinstance(X, np.ndarray):
+            try:
+                X = np.asarray(X, dtype=np.float64)
+            except (TypeError, ValueError) as error:
+                raise TypeError("X must be a float64 array of shape (batch, width)") from error
+        if X.ndim != 2:
+            raise ValueError(f"X must have shape (batch, width), not {X.shape}")
+        self._last = None
+        compiled = self.trace_for(int(X.shape[1]))
+        Y = compiled.forward(X)
+        self._last = compiled
+        return Y
+
+    __call__ = forward
+
+    def backward(self, seed: Any = None) -> np.ndarray:
+        """Backpropagates the last forward, as Compiled.backward."""
+        if self._last is None:
+            raise RuntimeError("backward() needs a forward() first")
+        return self._last.backward(seed)
+
+    def zero_grad(self) -> None:
+        """Set .grad = 0 on every parameter of every trace kept."""
+        for compiled in self._traces.values():
+            compiled.zero_grad()
+
+    def __repr__(self) -> str:
+        name = getattr(self._fn, "__qualname__", None) or type(self._fn).__name__
+        return f"CompiledPerWidth({name}, widths={self.widths}, max_traces={self.max_traces})"
+
+
 def _as_vector(seed: Any) -> np.ndarray:
     if isinstance(seed, np.ndarray):
         if seed.dtype != np.float64:
@@ -175,30 +288,68 @@ def _refuse_not_real(array: np.ndarray, what: str) -> np.ndarray:
     return array
 
 
+@overload
 def compile(
     fn: Callable[..., Value | Sequence[Value]], n_inputs: int, device: str = "cpu"
-) -> Compiled:
+) -> Compiled: ...
+
+
+@overload
+def compile(
+    fn: Callable[..., Value | Sequence[Value]],
+    n_inputs: None = None,
+    device: str = "cpu",
+    *,
+    max_traces: int = 16,
+) -> CompiledPerWidth: ...
+
+
+def compile(
+    fn: Callable[..., Value | Sequence[Value]],
+    n_inputs: int | None = None,
+    device: str = "cpu",
+    *,
+    max_traces: int = 16,
+) -> Compiled | CompiledPerWidth:
     """Trace `fn(*n_inputs Values)` once and return a `Compiled` that replays it on batches.
 
     `fn` must return a Value (forward gives shape (B,)) or a list/tuple of Values ((B, m)).
     device: "cpu" (OpenMP threads, see arenagrad.set_num_threads) or "cuda".
+
+    With n_inputs=None, `fn` takes any number of inputs (a sequence, say) and is traced once
+    per input width it is replayed at: a `CompiledPerWidth`, which keeps the traces of the
+    `max_traces` widths used last.
     """
     if not callable(fn):
         raise TypeError(f"compile() needs a callable, not {type(fn).__name__!r}")
-    if isinstance(n_inputs, bool) or not isinstance(n_inputs, int):
-        raise TypeError(f"n_inputs must be an int, not {type(n_inputs).__name__!r}")
-    if n_inputs < 0:
-        raise ValueError(f"n_inputs must be >= 0, got {n_inputs}")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
     if device == "cuda" and (why := _cuda_unavailable()) is not None:
         raise RuntimeError(f"device='cuda' is not available: {why}")
+    if n_inputs is None:
+        if isinstance(max_traces, bool) or not isinstance(max_traces, int):
+            raise TypeError(f"max_traces must be an int, not {type(max_traces).__name__!r}")
+        if max_traces < 1:
+            raise ValueError(f"max_traces must be >= 1, got {max_traces}")
+        return CompiledPerWidth(fn, device, max_traces)
+    if isinstance(n_inputs, bool) or not isinstance(n_inputs, int):
+        raise TypeError(f"n_inputs must be an int, not {type(n_inputs).__name__!r}")
+    if n_inputs < 0:
+        raise ValueError(f"n_inputs must be >= 0, got {n_inputs}")
+    return _trace(fn, n_inputs, device)
 
+
+def _trace(fn: Callable[..., Value | Sequence[Value]], n_inputs: int, device: str) -> Compiled:
+    """Runs `fn` on n_inputs placeholders and records what it built."""
     # Everything created after the fence is the traced graph; what it uses from below the
     # fence (parameters) becomes the tape's externals.
     fence = Value(0.0)
     inputs = [Value(0.0) for _ in range(n_inputs)]
-    result = fn(*inputs)
+    _core._trace_begin(fence, n_inputs)
+    try:
+        result = fn(*inputs)
+    finally:
+        take_indices = _core._trace_end()
     single = isinstance(result, Value)
     if single:
         outputs: list[Any] = [result]
@@ -221,6 +372,13 @@ def compile(
             "Value(data, children, ...)): its value and gradient come from Python code run while "
             "tracing. Build it from arenagrad's ops instead, or run fn eagerly"
         )
-    replay = _core.Replay(fence, inputs, outputs, device)
+    # Each take() index built from the inputs becomes an output, checked after every forward
+    # (once per Value, against the fewest values it selected from).
+    limits: dict[int, tuple[Value, int]] = {}
+    for index, count in take_indices:
+        known = limits.get(id(index))
+        limits[id(index)] = (index, count if known is None else min(count, known[1]))
+    checked = list(limits.values())
+    replay = _core.Replay(fence, inputs, outputs + [index for index, _ in checked], device)
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
-    return Compiled(replay, single, name)
+    return Compiled(replay, single, name, [count for _, count in checked])

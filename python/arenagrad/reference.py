@@ -40,8 +40,10 @@ __all__ = [
     "hvp",
     "is_grad_enabled",
     "linear",
+    "max",
     "no_grad",
     "sum",
+    "take",
 ]
 
 _INF = math.inf
@@ -533,6 +535,41 @@ def linear(b, ws, xs):
     return _nary("linear", tuple(operands))
 
 
+def _selection_values(values, what):
+    values = list(values) if not isinstance(values, (list, tuple)) else values
+    for i, v in enumerate(values):
+        if not isinstance(v, Value):
+            raise TypeError(f"{what}(): values[{i}] must be a Value, not {type(v).__name__!r}")
+    if not values:
+        raise ValueError(f"{what}(): values is empty")
+    return tuple(values)
+
+
+def take(values, index):
+    """One ``take`` node: ``values[index]`` (index: a Value holding an integer, or an int),
+    differentiable with respect to the chosen value, not the index. Its operands are
+    ``(index, v_0, v_1, ...)``."""
+    if isinstance(index, Value):
+        position = index._data
+    elif isinstance(index, numbers.Integral):
+        position = float(operator.index(index))
+        index = Value(position)
+    else:
+        raise TypeError(f"take(): index must be a Value or an int, not {type(index).__name__!r}")
+    values = _selection_values(values, "take")
+    if not (math.isfinite(position) and position == math.floor(position)):
+        raise ValueError(f"take(): index {position!r} is not an integer")
+    if not 0.0 <= position < len(values):
+        raise IndexError(f"take(): index {int(position)} is out of range for {len(values)} values")
+    return _nary("take", (index, *values))
+
+
+def max(values):  # arenagrad.max is the n-ary node; it shadows builtins.max on purpose
+    """One ``max`` node over ``values`` (Values): the largest; its gradient goes to the first
+    largest operand (the first nan, if there is one)."""
+    return _nary("max", _selection_values(values, "max"))
+
+
 # --------------------------------------------------------------------------- forward formulas
 # Those that are not a Python operator, on floats (docs/semantics.md).
 
@@ -573,6 +610,36 @@ def _sign(x):  # abs's derivative; nan stays nan
 
 def _mask(x, c):  # x where the condition c is nonzero (nan is), else 0
     return x if c != 0.0 else 0.0
+
+
+# Selections (take, max): the node's value is one operand's, chosen by position; `choice`
+# gives that position in the operand list, or len(v) when there is none (value nan).
+
+
+def _take_choice(v):  # [index, v_0, v_1, ...]
+    index = v[0]
+    if 0.0 <= index < len(v) - 1 and index == math.floor(index):
+        return 1 + int(index)
+    return len(v)
+
+
+def _max_choice(v):  # the first largest; the first nan if there is one
+    best = 0
+    for k in range(1, len(v)):
+        if v[best] != v[best]:
+            break
+        if v[k] > v[best] or v[k] != v[k]:
+            best = k
+    return best
+
+
+def _take_forward(v):
+    chosen = _take_choice(v)
+    return v[chosen] if chosen < len(v) else _NAN
+
+
+def _max_forward(v):
+    return v[_max_choice(v)]
 
 
 # --------------------------------------------------------------------------- local derivatives
@@ -702,6 +769,23 @@ def _linear_rule(out):
         x._grad += w._data * g
 
 
+def _detach_rule(out):  # the value passes, the gradient does not
+    (a,) = out._children
+    a._grad += 0.0 * out._grad
+
+
+def _select_into(out, chosen):
+    g = out._grad
+    for k, v in enumerate(out._children):  # every operand: 1 for the chosen one, else 0
+        v._grad += (1.0 if k == chosen else 0.0) * g
+
+
+def _take_rule(out):
+    _select_into(out, _take_choice([v._data for v in out._children]))
+
+
+def _max_rule(out):
+    _select_into(out, _max_choice([v._data for v in out._children]))
 # User-defined ops: microgpt's gives its local derivatives (out._arg), micrograd's a callable
 # (out._arg, once assigned) that applies them itself; neither has a forward formula here.
 
@@ -756,6 +840,9 @@ OPS = {
     "mask": Twin("mask", 1, _mask, _mask_rule),  # forward(x, condition)
     "linear": Twin("linear", None, _linear_forward, _linear_rule),
     "sum": Twin("sum", None, _sum_forward, _sum_rule),
+    "take": Twin("take", None, _take_forward, _take_rule),
+    "max": Twin("max", None, _max_forward, _max_rule),
+    "detach": Twin("detach", 1, operator.pos, _detach_rule),  # Value.detach() while tracing
     "local_grads": Twin("local_grads", None, _given, _local_grads_rule),
     "py_backward": Twin("py_backward", None, _given, _py_backward_rule),
 }
@@ -1023,6 +1110,28 @@ def _sum_graph(nodes, out, grad, wants):
             yield v, grad
 
 
+def _take_graph(nodes, out, grad, wants):  # d_v_k = take(one-hot at k, index)
+    index, *values = out._children
+    if wants(index):
+        yield index, nodes.times(nodes.constant(0.0), grad)
+    for k, v in enumerate(values):
+        if wants(v):
+            one, zero = nodes.constant(1.0), nodes.constant(0.0)
+            hot = tuple(one if j == k else zero for j in range(len(values)))
+            yield v, nodes.times(_nary("take", (index, *hot)), grad)
+
+
+def _max_graph(nodes, out, grad, wants):  # d_v_k = tie_k * (1 - d_v_0 - ... - d_v_k-1)
+    rest = nodes.constant(1.0)
+    for k, v in enumerate(out._children):
+        gap = nodes.sub(out, v)
+        above = nodes.step(gap)
+        tie = nodes.sub(nodes.constant(1.0), above)
+        d = nodes.mul(tie, rest)
+        if k + 1 < len(out._children):
+            rest = nodes.sub(rest, d)
+        if wants(v):
+            yield v, nodes.times(d, grad)
 def _local_grads_graph(nodes, out, grad, wants):
     # each local gradient is a constant (a number the user computed), so differentiating
     # this again gives 0 through it (docs/higher_order.md)
@@ -1066,6 +1175,9 @@ DERIVATIVE_GRAPHS = {
     "mask": _mask_graph,
     "linear": _linear_graph,
     "sum": _sum_graph,
+    "take": _take_graph,
+    "max": _max_graph,
+    "detach": _zero_graph,
     "local_grads": _local_grads_graph,
     "py_backward": _py_backward_graph,
 }

@@ -1,0 +1,134 @@
+"""The microgpt-style GPT of examples/gpt.py, timed on every engine: ms per training step and
+tokens per second (a step is one name: forward, backward and the Adam update).
+
+    python bench/gpt.py [--steps 20] [--repeat 3] [--engines python,arenagrad,idiomatic,compiled]
+                        [--batch 64] [--compiled-steps 200] [--pypy] [--quick]
+
+Engines: `python` (the example's pure-Python Value), `arenagrad` (the same code with arenagrad's
+Value), `idiomatic` (arenagrad.linear/sum/max and optim.Adam), `compiled` (arenagrad.compile,
+--batch names of one length per step as lanes, over --compiled-steps steps, since each length
+is traced the first time it comes: tracing is part of the figure, spread over a run long enough
+to see every length several times). With --pypy, the pure-Python engine also runs under pypy3
+when it is installed. Each figure is the median of --repeat runs, alternated
+engine by engine; the ratios are against `python`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpt.py"
+
+
+def load_example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("example_gpt", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def time_engine(gpt: ModuleType, engine: str, steps: int, batch: int) -> tuple[float, float]:
+    """(seconds per step, tokens per step) of `steps` training steps."""
+    docs = gpt.make_names()
+    if engine == "compiled":
+        start = time.perf_counter()
+        tokens = gpt.train_compiled(steps, batch, docs=docs)[2]
+        elapsed = time.perf_counter() - start
+        return elapsed / steps, tokens / steps
+    tokenizer = gpt.Tokenizer(docs)
+    tokens = sum(
+        len(tokenizer.encode(docs[k % len(docs)])[: gpt.BLOCK_SIZE + 1]) - 1 for k in range(steps)
+    )
+    start = time.perf_counter()
+    gpt.train(engine, steps, docs=docs)
+    elapsed = time.perf_counter() - start
+    return elapsed / steps, tokens / steps
+
+
+def pypy_time(steps: int) -> tuple[float, float] | None:
+    pypy = shutil.which("pypy3")
+    if pypy is None:
+        return None
+    done = subprocess.run(
+        [pypy, __file__, "--engines", "python", "--steps", str(steps), "--repeat", "1", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = json.loads(done.stdout.splitlines()[-1])
+    return figures["python"]["seconds_per_step"], figures["python"]["tokens_per_step"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--engines", default="python,arenagrad,idiomatic,compiled")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--compiled-steps", type=int, default=200)
+    parser.add_argument("--pypy", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
+    args = parser.parse_args(argv)
+    engines = args.engines.split(",")
+    for engine in engines:
+        if engine not in ("python", "arenagrad", "idiomatic", "compiled"):
+            parser.error(f"unknown engine {engine!r}")
+    if args.quick:
+        args.steps, args.repeat, args.batch, args.compiled_steps = 2, 1, 4, 2
+
+    gpt = load_example()
+    runs: dict[str, list[tuple[float, float]]] = {engine: [] for engine in engines}
+    for _ in range(args.repeat):
+        for engine in engines:  # alternated, so a busy spell hits every engine alike
+            steps = args.steps
+            if engine == "python":
+                steps = max(1, args.steps // 4)  # ~0.2-0.7 s a step
+            elif engine == "compiled":
+                steps = args.compiled_steps
+            runs[engine].append(time_engine(gpt, engine, steps, args.batch))
+    if args.pypy and (figure := pypy_time(args.steps)) is not None:
+        runs["python (pypy3)"] = [figure]
+
+    figures = {
+        name: {
+            "seconds_per_step": statistics.median(r[0] for r in rows),
+            "tokens_per_step": rows[0][1],
+        }
+        for name, rows in runs.items()
+    }
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    base = figures.get("python")
+    print(
+        f"GPT of examples/gpt.py: {args.steps} steps ({max(1, args.steps // 4)} in pure Python, "
+        f"{args.compiled_steps} compiled), median of {args.repeat}"
+    )
+    print("| engine | ms per step | tokens per step | tokens per second | vs python (tokens/s) |")
+    print("|---|---|---|---|---|")
+    for name, f in figures.items():
+        per_second = f["tokens_per_step"] / f["seconds_per_step"]
+        ratio = "-"
+        if base is not None:
+            ratio = f"{per_second / (base['tokens_per_step'] / base['seconds_per_step']):.0f}x"
+        label = f"{name} (B={args.batch})" if name == "compiled" else name
+        print(
+            f"| {label} | {1000 * f['seconds_per_step']:.2f} | {f['tokens_per_step']:.1f} "
+            f"| {per_second:.0f} | {ratio} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
