@@ -289,7 +289,13 @@ public:
         if (AG_UNLIKELY(has_extras_from(n == 0 ? 0 : n - 1))) {
             // Not from inside that loop (a release() by the Python code it runs): the loop
             // goes on by itself, and nesting it would recurse once per node of a long chain.
-            if (!truncating_) truncate_running_python();
+            // But the dropped nodes' entries leave the table now, so that a node made before
+            // the loop looks again, at one of their ids, does not find them as its own.
+            if (!truncating_) {
+                truncate_running_python();
+            } else {
+                move_extras_from(n);
+            }
         } else if (op.sparse() || nary.sparse()) {  // only look at memory when some is free
             give_back_memory();
         }
@@ -475,6 +481,14 @@ private:
         return extras_.size() > 0 && extras_[extras_.size() - 1].id >= n;
     }
 
+    // Moves the entries of nodes at or above `n` (dropped ones') to dropped_; runs no code.
+    void move_extras_from(std::size_t n) {
+        while (has_extras_from(n)) {
+            dropped_.push_back_unchecked(extras_[extras_.size() - 1]);  // room reserved
+            extras_.truncate(extras_.size() - 1);
+        }
+    }
+
     // truncate_dead_top when Python code runs: freeing dropped nodes' extras, and breaking the
     // cycle of a top node held only by its own `_backward` (whose handle then dies). Either
     // may change anything, so look at the top again after each.
@@ -486,11 +500,8 @@ private:
         ++compaction_blocked;  // that code must not renumber the nodes under this loop
         for (;;) {
             const std::size_t n = drop_unowned_top();
-            if (has_extras_from(n)) {
-                while (has_extras_from(n)) {
-                    dropped_.push_back_unchecked(extras_[extras_.size() - 1]);  // room reserved
-                    extras_.truncate(extras_.size() - 1);
-                }
+            if (has_extras_from(n) || dropped_.size() > 0) {
+                move_extras_from(n);
                 release_dropped();
                 continue;
             }

@@ -249,7 +249,12 @@ PyObject* not_replayable(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     std::size_t top = base;
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(outputs); ++k)
         top = std::max(top, std::size_t(value_node(PyList_GET_ITEM(outputs, k))) + 1);
-    std::vector<bool> reached(top - base, false);
+    std::vector<bool> reached;
+    try {  // a C function: nothing may throw out of it
+        reached.assign(top - base, false);
+    } catch (const std::bad_alloc&) {
+        return PyErr_NoMemory();
+    }
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(outputs); ++k) {
         const NodeId id = value_node(PyList_GET_ITEM(outputs, k));
         if (id >= base) reached[id - base] = true;

@@ -220,7 +220,7 @@ void refuse(Arena& graph, NodeId node) {
 bool gradient_graph(const Arguments& a, PyObject* result) {
     Arena& graph = arena();
     try {
-        compact_if_due(graph);  // before reading ids
+        if (!compact_if_due(graph)) return false;  // before reading ids (MemoryError set)
         const std::vector<NodeId> out = node_ids(a.outputs), in = node_ids(a.inputs);
         GraphBuilder nodes(graph);
         std::vector<NodeId> seeds(out.size());

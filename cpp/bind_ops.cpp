@@ -49,9 +49,9 @@ void bind_ops(py::module_& m) {
                 throw py::type_error("_op_node(): '" + name + "' takes " + std::to_string(arity) + " operand(s)");
             for (py::handle operand : operands)
                 if (!is_value(operand.ptr())) throw py::type_error("_op_node(): operands must be Values");
+            if (!compact_if_due(arena())) throw py::error_already_set();
             PyObject* node = guarded([&] {
                 Arena& graph = arena();
-                compact_if_due(graph);
                 const NodeId a = value_node(operands[0].ptr());
                 const NodeId b = arity == 2 ? value_node(operands[1].ptr()) : a;
                 // under no_grad(), a leaf holding the op's value, as every op gives

@@ -47,6 +47,9 @@ PyObject* values_of(PyObject* values, const char* what) {
 
 PyObject* module_take(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 2) return PyErr_Format(PyExc_TypeError, "take(values, index) takes 2 arguments (%zd given)", nargs);
+    // Compaction runs Python (finalisers of dropped nodes' extras): before any pointer into
+    // the caller's list is taken.
+    if (!compact_if_due(arena())) return nullptr;
     PyObject* index = args[1];
     const bool index_is_value = is_value(index);
     double index_number = 0.0;
@@ -73,14 +76,14 @@ PyObject* module_take(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         }
         if (index_number < 0.0 || index_number >= double(n)) {
             Py_DECREF(items);
-            return PyErr_Format(PyExc_IndexError, "take(): index %lld is out of range for %zu values",
-                                static_cast<long long>(index_number), n);
+            char shown[32];
+            std::snprintf(shown, sizeof shown, "%.17g", index_number);
+            return PyErr_Format(PyExc_IndexError, "take(): index %s is out of range for %zu values", shown, n);
         }
     }
     PyObject** item = PySequence_Fast_ITEMS(items);
     PyObject* result = guarded([&] {
         Arena& graph = arena();
-        compact_if_due(graph);
         if (!grad_enabled())  // under no_grad(): a leaf holding the chosen value
             return wrap_new_node(graph.leaf(graph.data[value_node(item[std::size_t(index_number)])]));
         const NodeId head = index_is_value ? value_node(index) : graph.leaf(index_number);
@@ -93,13 +96,13 @@ PyObject* module_take(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyObject* module_max(PyObject*, PyObject* values) {
+    if (!compact_if_due(arena())) return nullptr;  // before reading the list, as in take()
     PyObject* items = values_of(values, "max");
     if (items == nullptr) return nullptr;
     const std::size_t n = std::size_t(PySequence_Fast_GET_SIZE(items));
     PyObject** item = PySequence_Fast_ITEMS(items);
     PyObject* result = guarded([&] {
         Arena& graph = arena();
-        compact_if_due(graph);
         if (!grad_enabled()) {  // under no_grad(): a leaf holding the largest value
             const double top = selected_value<rules::Max>(
                 [&](std::uint32_t k) { return graph.data[value_node(item[k])]; }, std::uint32_t(n));

@@ -91,7 +91,7 @@ bool traced(PyObject* value) {
 }
 
 int note_take_index(PyObject* index, std::size_t count) {
-    if (!traced(index)) return 0;
+    if (open_trace.fence == nullptr) return 0;  // a Value made before the trace too: read at every forward
     PyObject* entry = Py_BuildValue("(On)", index, Py_ssize_t(count));
     if (entry == nullptr) return -1;
     const int appended = PyList_Append(open_trace.take_indices, entry);

@@ -131,7 +131,7 @@ template <typename F>
 void for_tiles(std::size_t tiles, int threads, F&& f) {
     using Body = std::remove_reference_t<F>;
     TilePool::instance().run(
-        tiles, threads, [](void* body, std::size_t tile, int worker) { (*static_cast<Body*>(body))(tile, worker); },
+        tiles, threads, [](void* body, std::size_t tile, int worker) noexcept { (*static_cast<Body*>(body))(tile, worker); },
         &f);
 }
 

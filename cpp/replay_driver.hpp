@@ -3,7 +3,7 @@
 // A tape has two parts. The invariant part (parameters, constants and what depends on them
 // alone) has one value per replay, so its forward runs here, on the host, before the lanes.
 // The lane part is the bulk of the work and runs on a device, behind the LaneReplay
-// interface: CpuLaneReplay (replay_cpu.hpp: tiles over OpenMP threads) or the CUDA one
+// interface: CpuLaneReplay (replay_cpu.hpp: tiles on a thread pool, replay_pool.hpp) or the CUDA one
 // (cuda/elementwise.hpp). A lane replay's backward also carries each lane's gradient through
 // the invariant part's ops (replay.hpp, backward_shared) before summing over the lanes, as
 // eager evaluation lane by lane would. Both devices walk the tape with the same functions

@@ -39,7 +39,9 @@ class TilePool {
 public:
     // Runs task(ctx, tile, worker) for every tile in [0, tiles), on this thread (worker 0) and
     // up to threads - 1 helpers (workers 1, 2, ...); returns when every tile has run.
-    using Task = void (*)(void* ctx, std::size_t tile, int worker);
+    // A task must not throw: helpers run it on their own threads, with a ctx that lives on
+    // the caller's stack.
+    using Task = void (*)(void* ctx, std::size_t tile, int worker) noexcept;
 
     static TilePool& instance() {
         // A child forked from a process with a pool gets its own (the parent's threads, and
@@ -58,7 +60,8 @@ public:
     // A second caller while a job runs (another Python thread's replay) runs its tiles alone.
     void run(std::size_t tiles, int threads, Task task, void* ctx) {
         std::unique_lock<std::mutex> running(running_, std::try_to_lock);
-        if (threads <= 1 || tiles <= 1 || !running.owns_lock()) {
+        // (A ticket holds the tile number in 32 bits.)
+        if (threads <= 1 || tiles <= 1 || tiles >= (std::size_t(1) << 32) || !running.owns_lock()) {
             for (std::size_t t = 0; t < tiles; ++t) task(ctx, t, 0);
             return;
         }

@@ -43,7 +43,7 @@ def test_take_refuses_a_bad_int_index(engine, index, error):
 @pytest.mark.parametrize(
     ("index", "error"),
     [(4.0, IndexError), (-1.0, IndexError), (1.5, ValueError), (math.nan, ValueError),
-     (math.inf, ValueError), (-0.5, ValueError)],
+     (math.inf, ValueError), (-0.5, ValueError), (1e300, IndexError), (-1e300, IndexError)],
 )  # fmt: skip
 def test_take_refuses_a_bad_value_index(engine, index, error):
     values = [engine.Value(float(x)) for x in range(4)]
@@ -170,6 +170,28 @@ def test_replay_refuses_a_bad_lane_index(bad):
     G = f.backward()
     assert G.shape == (3, 1)
     assert values[5].grad == 2.0 and values[0].grad == 2.0 and values[3].grad == 0.0
+
+
+@needs_native
+def test_replay_rechecks_an_index_that_is_a_parameter():
+    # an index made before the trace is read afresh at every forward, like any parameter
+    import arenagrad
+
+    rows = [arenagrad.Value(float(k + 1)) for k in range(3)]
+    index = arenagrad.Value(1.0)
+    f = arenagrad.compile(lambda x: arenagrad.take(rows, index) * x, n_inputs=1)
+    X = np.array([[1.0], [2.0]])
+    assert list(f.forward(X)) == [2.0, 4.0]
+    index.data = 2.0
+    assert list(f.forward(X)) == [3.0, 6.0]
+    for bad in (3.0, -1.0, 0.5):
+        index.data = bad
+        with pytest.raises(ValueError, match="lane 0"):
+            f.forward(X)
+    index.data = 0.0
+    assert list(f.forward(X)) == [1.0, 2.0]
+    f.backward()
+    assert [r.grad for r in rows] == [3.0, 0.0, 0.0]
 
 
 @needs_native

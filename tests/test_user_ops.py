@@ -598,6 +598,13 @@ def test_compile_refuses_user_ops_by_name(style):
     with pytest.raises(TypeError, match="user-defined op with no _op"):
         arenagrad.compile(lambda x: V(1.0, (x,), [1.0]), n_inputs=1)
 
+    def index_only(x):  # the user op decides a take() index whose result fn never uses
+        arenagrad.take([x, x * 2], V(1.0, (x,), _op="given", local_grads=[0.0]))
+        return x * 3
+
+    with pytest.raises(TypeError, match="user-defined op 'given'"):
+        arenagrad.compile(index_only, n_inputs=1)
+
 
 # ----------------------------------------------------------------------------- no_grad
 

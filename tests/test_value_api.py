@@ -354,3 +354,30 @@ def test_labels_can_be_cleared_and_set_on_old_nodes(engine_name):
     assert vs[3].label == "" and vs[4].label == "v4"
     with pytest.raises(TypeError):
         vs[0].label = 3
+
+
+@needs_native
+def test_a_node_made_while_dropped_extras_are_released_is_not_given_theirs():
+    import arenagrad
+
+    V = arenagrad.Value
+
+    class Sub(V):
+        pass
+
+    made = []
+    held = []
+
+    class Finaliser:
+        def __del__(self):
+            held.clear()  # drops the labelled node now on top of the arena...
+            made.append(V(7.0))  # ...and this node takes its id
+
+    base = V(0.0)
+    held.append(V(5.0, label="old"))
+    top = Sub(2.0)
+    top.finaliser = Finaliser()  # lives in the node's extras, released when the node is
+    del top
+    assert made and made[0].data == 7.0
+    assert made[0].label == "" and type(made[0]) is V
+    assert base.data == 0.0

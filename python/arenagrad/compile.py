@@ -5,7 +5,7 @@
     dX = f.backward()                        # d(outputs)/dX, (B, k); parameters' .grad += sums
 
 `fn` runs once, on placeholder Values; what it builds is recorded into a tape (cpp/tape.hpp)
-that a native replay (`_core.Replay`, cpp/replay_driver.hpp) runs over OpenMP threads or on a
+that a native replay (`_core.Replay`, cpp/replay_driver.hpp) runs on CPU threads or on a
 CUDA device. Values that `fn` uses but did not create (model parameters) are read afresh at
 every forward, so the usual training loop works without tracing again. docs/replay.md has the
 details and the limits.
@@ -314,7 +314,7 @@ def compile(
     """Trace `fn(*n_inputs Values)` once and return a `Compiled` that replays it on batches.
 
     `fn` must return a Value (forward gives shape (B,)) or a list/tuple of Values ((B, m)).
-    device: "cpu" (OpenMP threads, see arenagrad.set_num_threads) or "cuda".
+    device: "cpu" (threads, see arenagrad.set_num_threads) or "cuda".
 
     With n_inputs=None, `fn` takes any number of inputs (a sequence, say) and is traced once
     per input width it is replayed at: a `CompiledPerWidth`, which keeps the traces of the
@@ -362,16 +362,6 @@ def _trace(fn: Callable[..., Value | Sequence[Value]], n_inputs: int, device: st
     for i, out in enumerate(outputs):
         if not isinstance(out, Value):
             raise TypeError(f"fn's output {i} must be a Value, not {type(out).__name__!r}")
-    # A user-defined op holds Python (a `_backward`) or numbers computed from `.data` while
-    # tracing (its value and local_grads): a replay could only repeat the traced sample's.
-    user_op = _core._not_replayable(fence, outputs)
-    if user_op is not None:
-        name = repr(user_op._op) if user_op._op else "with no _op"
-        raise TypeError(
-            f"compile() cannot replay the user-defined op {name} that fn uses (made by "
-            "Value(data, children, ...)): its value and gradient come from Python code run while "
-            "tracing. Build it from arenagrad's ops instead, or run fn eagerly"
-        )
     # Each take() index built from the inputs becomes an output, checked after every forward
     # (once per Value, against the fewest values it selected from).
     limits: dict[int, tuple[Value, int]] = {}
@@ -379,6 +369,17 @@ def _trace(fn: Callable[..., Value | Sequence[Value]], n_inputs: int, device: st
         known = limits.get(id(index))
         limits[id(index)] = (index, count if known is None else min(count, known[1]))
     checked = list(limits.values())
+    # A user-defined op that an output or a take() index depends on holds Python (a
+    # `_backward`) or numbers computed from `.data` while tracing (its value and local_grads):
+    # a replay could only repeat the traced sample's.
+    user_op = _core._not_replayable(fence, outputs + [index for index, _ in checked])
+    if user_op is not None:
+        name = repr(user_op._op) if user_op._op else "with no _op"
+        raise TypeError(
+            f"compile() cannot replay the user-defined op {name} that fn uses (made by "
+            "Value(data, children, ...)): its value and gradient come from Python code run while "
+            "tracing. Build it from arenagrad's ops instead, or run fn eagerly"
+        )
     replay = _core.Replay(fence, inputs, outputs + [index for index, _ in checked], device)
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
     return Compiled(replay, single, name, [count for _, count in checked])
