@@ -71,7 +71,8 @@ private:
     PodArray<double> grads_;
     PodArray<Reached> reached_;
 
-    // Arena::Sweep's node step, over this scratch buffer (local pointers, for the same reason).
+    // Arena::Sweep's arrays, with this scratch buffer for the grads (local pointers, for the
+    // same reason), for chain_rule().
     struct Step {
         const NodeId* first;
         const NodeId* second;
@@ -93,35 +94,7 @@ private:
 
         template <Op O>
         void step(std::size_t i) const {
-            using Info = OpInfo<O>;
-            using Rule = typename Info::Rule;
-            const double g = grads[i], out = values[i];
-            const NodeId a = first[i], b = second[i];
-            if constexpr (Info::kind == Kind::Unary) {
-                add(a, Rule::derivative(values[a], values[b], out) * g);
-            } else if constexpr (Info::kind == Kind::Binary) {
-                const Partials d = Rule::derivatives(values[a], values[b], out);
-                add(a, d.da * g);
-                add(b, d.db * g);
-            } else if constexpr (is_selection<Rule>) {
-                const NodeId* operands = operand_lists + a;
-                const std::uint32_t chosen = Rule::choose([&](std::uint32_t k) { return values[operands[k]]; }, b);
-                for (std::uint32_t k = 0; k < b; ++k) add(operands[k], selection_derivative(k, chosen) * g);
-            } else if constexpr (Info::kind == Kind::Nary) {
-                static_assert(Rule::head <= 1 && Rule::term >= 1 && Rule::term <= 2, "a fold shape the sweep knows");
-                const NodeId* operands = operand_lists + a;
-                if constexpr (Rule::head == 1) add(operands[0], Rule::d_head(values[operands[0]], out) * g);
-                for (std::size_t k = Rule::head; k + Rule::term <= b; k += Rule::term) {
-                    if constexpr (Rule::term == 1) {
-                        add(operands[k], Rule::d_term(values[operands[k]], out) * g);
-                    } else {
-                        const NodeId u = operands[k], v = operands[k + 1];
-                        const Partials d = Rule::d_term(values[u], values[v], out);
-                        add(u, d.da * g);
-                        add(v, d.db * g);
-                    }
-                }
-            }
+            chain_rule<O>(*this, i);  // sweep.hpp (no PyBackward node comes here: python_step runs those)
         }
     };
 

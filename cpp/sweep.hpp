@@ -22,6 +22,45 @@
 
 namespace arenagrad {
 
+// Node i's local derivatives times its gradient, into its operands through s.add(), in operand
+// order: the op table's chain rule, for both sweeps that add numbers (backward()'s below, and
+// grad()'s in grad_values.hpp, which differ only in where the sums go). `s` holds the arrays as
+// local pointers: first, second, operand_lists, values, grads.
+template <Op O, typename S>
+inline void chain_rule(const S& s, std::size_t i) {
+    using Info = OpInfo<O>;
+    using Rule = typename Info::Rule;
+    const NodeId* const operand_lists = s.operand_lists;
+    const double* const values = s.values;
+    const double g = s.grads[i], out = values[i];
+    const NodeId a = s.first[i], b = s.second[i];
+    if constexpr (Info::kind == Kind::Unary) {
+        s.add(a, Rule::derivative(values[a], values[b], out) * g);
+    } else if constexpr (Info::kind == Kind::Binary) {
+        const Partials d = Rule::derivatives(values[a], values[b], out);
+        s.add(a, d.da * g);
+        s.add(b, d.db * g);
+    } else if constexpr (is_selection<Rule>) {
+        const NodeId* operands = operand_lists + a;  // b of them
+        const std::uint32_t chosen = Rule::choose([&](std::uint32_t k) { return values[operands[k]]; }, b);
+        for (std::uint32_t k = 0; k < b; ++k) s.add(operands[k], selection_derivative(k, chosen) * g);
+    } else if constexpr (Info::kind == Kind::Nary) {
+        static_assert(Rule::head <= 1 && Rule::term >= 1 && Rule::term <= 2, "a fold shape the sweep knows");
+        const NodeId* operands = operand_lists + a;  // b of them
+        if constexpr (Rule::head == 1) s.add(operands[0], Rule::d_head(values[operands[0]], out) * g);
+        for (std::size_t k = Rule::head; k + Rule::term <= b; k += Rule::term) {
+            if constexpr (Rule::term == 1) {
+                s.add(operands[k], Rule::d_term(values[operands[k]], out) * g);
+            } else {
+                const NodeId u = operands[k], v = operands[k + 1];
+                const Partials d = Rule::d_term(values[u], values[v], out);
+                s.add(u, d.da * g);
+                s.add(v, d.db * g);
+            }
+        }
+    }
+}
+
 // The arrays a sweep reads and writes, as raw pointers in a local object: a flag store is a
 // byte store, which C++ lets alias any object, so with members the compiler would reload every
 // array's pointer at every node.
@@ -46,37 +85,8 @@ struct Arena::Sweep {
     // Node i's local derivatives times its grad, into its operands, in operand order.
     template <Op O>
     void step(std::size_t i) const {
-        using Info = OpInfo<O>;
-        using Rule = typename Info::Rule;
-        const double g = grads[i], out = values[i];
-        const NodeId a = first[i], b = second[i];
-        if constexpr (O == Op::PyBackward) {
-            // no formula: its Python `_backward` is run by the caller (Arena::sweep)
-        } else if constexpr (Info::kind == Kind::Unary) {
-            add(a, Rule::derivative(values[a], values[b], out) * g);
-        } else if constexpr (Info::kind == Kind::Binary) {
-            const Partials d = Rule::derivatives(values[a], values[b], out);
-            add(a, d.da * g);
-            add(b, d.db * g);
-        } else if constexpr (is_selection<Rule>) {
-            const NodeId* operands = operand_lists + a;  // b of them
-            const std::uint32_t chosen = Rule::choose([&](std::uint32_t k) { return values[operands[k]]; }, b);
-            for (std::uint32_t k = 0; k < b; ++k) add(operands[k], selection_derivative(k, chosen) * g);
-        } else if constexpr (Info::kind == Kind::Nary) {
-            static_assert(Rule::head <= 1 && Rule::term >= 1 && Rule::term <= 2, "a fold shape the sweep knows");
-            const NodeId* operands = operand_lists + a;  // b of them
-            if constexpr (Rule::head == 1) add(operands[0], Rule::d_head(values[operands[0]], out) * g);
-            for (std::size_t k = Rule::head; k + Rule::term <= b; k += Rule::term) {
-                if constexpr (Rule::term == 1) {
-                    add(operands[k], Rule::d_term(values[operands[k]], out) * g);
-                } else {
-                    const NodeId u = operands[k], v = operands[k + 1];
-                    const Partials d = Rule::d_term(values[u], values[v], out);
-                    add(u, d.da * g);
-                    add(v, d.db * g);
-                }
-            }
-        }
+        // PyBackward has no formula: its Python `_backward` is run by the caller (Arena::sweep)
+        if constexpr (O != Op::PyBackward) chain_rule<O>(*this, i);
     }
 };
 
