@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 import timeit
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -371,9 +371,15 @@ def wide_graph(Value: Callable[[float], Any], nodes: int) -> tuple[Any, int]:
     Only O(log n) partial sums are alive while it is built. Returns (root, node count)."""
     terms = max(1, (nodes - 2) // 5)
     w, b = Value(0.5), Value(-0.1)
+    root = balanced_sum((Value((i % 97) / 48.0 - 1.0) * w + b).relu() for i in range(terms))
+    return root, 5 * terms + 1
+
+
+def balanced_sum(terms: Iterable[Any]) -> Any:
+    """The terms (at least one) summed as a balanced binary tree, in the order they come,
+    keeping only O(log n) partial sums alive (a deep chain would defeat recursive engines)."""
     stack: list[tuple[int, Any]] = []
-    for i in range(terms):
-        t = (Value((i % 97) / 48.0 - 1.0) * w + b).relu()
+    for t in terms:
         level = 0
         while stack and stack[-1][0] == level:
             t = stack.pop()[1] + t
@@ -382,7 +388,7 @@ def wide_graph(Value: Callable[[float], Any], nodes: int) -> tuple[Any, int]:
     root = stack.pop()[1]
     while stack:
         root = stack.pop()[1] + root
-    return root, 5 * terms + 1
+    return root
 
 
 def current_rss() -> int | None:

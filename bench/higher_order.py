@@ -29,23 +29,14 @@ from typing import Any
 import arenagrad
 from arenagrad import Value
 from arenagrad.apps import demo
+from compare import balanced_sum
 
 
 def wide_graph(nodes: int) -> tuple[Value, list[Value], int]:
     """bench/compare.py's wide graph, keeping its two shared inputs w and b."""
     terms = max(1, (nodes - 2) // 5)
     w, b = Value(0.5), Value(-0.1)
-    stack: list[tuple[int, Value]] = []
-    for i in range(terms):
-        t = (Value((i % 97) / 48.0 - 1.0) * w + b).relu()
-        level = 0
-        while stack and stack[-1][0] == level:
-            t = stack.pop()[1] + t
-            level += 1
-        stack.append((level, t))
-    root = stack.pop()[1]
-    while stack:
-        root = stack.pop()[1] + root
+    root = balanced_sum((Value((i % 97) / 48.0 - 1.0) * w + b).relu() for i in range(terms))
     return root, [w, b], 5 * terms + 1
 
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from arenagrad import Value
+from compare import balanced_sum
 
 
 def native_relu(x: Value) -> Value:
@@ -57,19 +58,12 @@ def graph(nodes: int, user_relu: Callable[[Value], Value]) -> tuple[Value, int, 
     count, user-made node count)."""
     terms = max(2, (nodes - 2) // 5)
     w, b = Value(0.5), Value(-0.1)
-    stack: list[tuple[int, Value]] = []
-    for i in range(terms):
+
+    def term(i: int) -> Value:
         pre = Value((i % 97) / 48.0 - 1.0) * w + b
-        t = user_relu(pre) if i % 2 else pre.relu()
-        level = 0
-        while stack and stack[-1][0] == level:
-            t = stack.pop()[1] + t
-            level += 1
-        stack.append((level, t))
-    root = stack.pop()[1]
-    while stack:
-        root = stack.pop()[1] + root
-    return root, 5 * terms + 1, terms // 2
+        return user_relu(pre) if i % 2 else pre.relu()
+
+    return balanced_sum(term(i) for i in range(terms)), 5 * terms + 1, terms // 2
 
 
 def main() -> None:
