@@ -502,7 +502,7 @@ def test_x_to_the_y_at_y_0_is_constant_in_x(engine):
 # ----------------------------------------------------------------------------- bench
 
 
-def test_the_benchmark_script_runs(capsys):
+def test_the_benchmark_script_runs(capsys, monkeypatch):
     # bench/higher_order.py, small sizes: its tables have every row (no timing is checked)
     import importlib.util
     from pathlib import Path
@@ -511,6 +511,7 @@ def test_the_benchmark_script_runs(capsys):
     if not script.is_file():
         pytest.skip("bench/ is not beside tests/")
     pytest.importorskip("arenagrad")
+    monkeypatch.syspath_prepend(str(script.parent))  # as `python bench/higher_order.py` has it
     spec = importlib.util.spec_from_file_location("bench_higher_order", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
