@@ -153,26 +153,12 @@ private:
         return ok;
     }
 
-    // Arena::sweep's loop, fast paths included, from `top` down to `lowest`.
+    // Arena::sweep's loop, from `top` down to `lowest`.
     static void sweep(const Op* ops, const Step& s, std::size_t top, std::size_t lowest) {
         for (std::size_t i = top + 1; i-- > lowest;) {
             const Op o = ops[i];
             if (o == Op::Leaf || s.reached[i] == Reached::No) continue;
-            if (AG_LIKELY(o == Op::Add)) {
-                s.step<Op::Add>(i);
-            } else if (o == Op::Mul) {
-                s.step<Op::Mul>(i);
-            } else if (o == Op::Linear) {
-                s.step<Op::Linear>(i);
-            } else if (o == Op::Relu) {
-                s.step<Op::Relu>(i);
-            } else if (o == Op::Sum) {
-                s.step<Op::Sum>(i);
-            } else if (o == Op::Sub) {
-                s.step<Op::Sub>(i);
-            } else {
-                visit(o, [s, i](auto info) { s.step<decltype(info)::op>(i); });
-            }
+            step_node(s, o, i);  // never a micrograd-style node: the caller runs those
         }
     }
 };

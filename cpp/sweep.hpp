@@ -90,6 +90,43 @@ struct Arena::Sweep {
     }
 };
 
+// One reached node's chain rule, by its op, for a sweep `s` that has step<O>(i) (Arena::Sweep,
+// GradientValues::Step). False, doing nothing, for a micrograd-style node: the caller runs its
+// Python. The commonest ops come first, in order of frequency: through the switch alone every
+// node takes an indirect jump, which the CPU predicts worse than a branch (~0.6 ns per node
+// more on the benchmark graph); without the hint GCC turns this whole chain back into one jump
+// table.
+template <typename S>
+inline bool step_node(const S& s, Op o, std::size_t i) {
+    if (AG_LIKELY(o == Op::Add)) {
+        s.template step<Op::Add>(i);
+    } else if (o == Op::Mul) {
+        s.template step<Op::Mul>(i);
+    } else if (o == Op::Linear) {
+        s.template step<Op::Linear>(i);
+    } else if (o == Op::Relu) {
+        s.template step<Op::Relu>(i);
+    } else if (o == Op::Sum) {
+        s.template step<Op::Sum>(i);
+    } else if (o == Op::Sub) {
+        s.template step<Op::Sub>(i);
+    } else if (is_nary(o)) {
+        if (o == Op::PyBackward) return false;
+        // By value: a reference would let `s` escape, and its pointers be reloaded.
+        visit(o, [s, i](auto info) { s.template step<decltype(info)::op>(i); });
+    } else {
+        // The table's run-time form: one small switch, inlined here, for every other op.
+        // (A jump table over every op here would take the chain above into it.)
+        const NodeId a = s.first[i], b = s.second[i];
+        double da, db;
+        derivatives(o, s.values[a], s.values[b], s.values[i], da, db);
+        const double g = s.grads[i];
+        s.add(a, da * g);
+        if (is_binary(o)) s.add(b, db * g);
+    }
+    return true;
+}
+
 // The reached flags of a sweep, and the arena's state while it runs.
 struct Arena::SweepScope {
     Arena& arena;
@@ -163,35 +200,8 @@ std::ptrdiff_t Arena::sweep_native(std::size_t top, Mark* reached) {
             const double g = s.grads[i];
             s.add(a, da * g);
             if (is_binary(o)) s.add(b, db * g);
-        } else if (AG_LIKELY(o == Op::Add)) {
-            // The commonest ops first, in order of frequency. Through the switch alone every
-            // node takes an indirect jump, which the CPU predicts worse than a branch (~0.6 ns
-            // per node more on the benchmark graph); without the hint GCC turns this whole
-            // chain back into one jump table.
-            s.step<Op::Add>(i);
-        } else if (o == Op::Mul) {
-            s.step<Op::Mul>(i);
-        } else if (o == Op::Linear) {
-            s.step<Op::Linear>(i);
-        } else if (o == Op::Relu) {
-            s.step<Op::Relu>(i);
-        } else if (o == Op::Sum) {
-            s.step<Op::Sum>(i);
-        } else if (o == Op::Sub) {
-            s.step<Op::Sub>(i);
-        } else if (is_nary(o)) {
-            if (o == Op::PyBackward) return std::ptrdiff_t(i);
-            // By value: a reference would let `s` escape, and its pointers be reloaded.
-            visit(o, [s, i](auto info) { s.template step<decltype(info)::op>(i); });
-        } else {
-            // The table's run-time form: one small switch, inlined here, for every other op.
-            // (A jump table over every op here would take the chain above into it.)
-            const NodeId a = s.first[i], b = s.second[i];
-            double da, db;
-            derivatives(o, s.values[a], s.values[b], s.values[i], da, db);
-            const double g = s.grads[i];
-            s.add(a, da * g);
-            if (is_binary(o)) s.add(b, db * g);
+        } else if (!step_node(s, o, i)) {
+            return std::ptrdiff_t(i);
         }
     }
     return -1;
