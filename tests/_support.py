@@ -40,6 +40,21 @@ needs_native = pytest.mark.skipif(not HAVE_NATIVE, reason=NATIVE_MISSING)
 ENGINE_NAMES = [pytest.param("native", marks=needs_native), "reference"]
 
 
+def readme(a, b):
+    """micrograd's README example as a function of a and b, without `+=` (in place on
+    tensors), for the engines, torch and the derivative tests alike."""
+    c = a + b
+    d = a * b + b**3
+    c = c + (c + 1)
+    c = c + (1 + c + (-a))
+    d = d + (d * 2 + (b + a).relu())
+    d = d + (3 * d + (b - a).relu())
+    e = c - d
+    f = e**2
+    g = f / 2.0
+    return g + 10.0 / f
+
+
 def load_reference():
     """The oracle module: `arenagrad.reference`, or the source file when the package
     cannot be imported (no native build yet)."""

@@ -14,7 +14,7 @@ import math
 import struct
 
 import pytest
-from _support import BINARY, NARY, OP_TABLE, UNARY, assert_same, needs_native, same
+from _support import BINARY, NARY, OP_TABLE, UNARY, assert_same, needs_native, readme, same
 
 INF, NAN = math.inf, math.nan
 
@@ -30,19 +30,6 @@ def equal_values(x, y):
     """Identical, but 0.0 and -0.0 match: a gradient with one contribution is that
     contribution, where a sweep adding it into 0.0 turns -0.0 into 0.0."""
     return identical(x, y) or (x == 0.0 and y == 0.0)
-
-
-def readme(a, b):
-    c = a + b
-    d = a * b + b**3
-    c = c + (c + 1)
-    c = c + (1 + c + (-a))
-    d = d + (d * 2 + (b + a).relu())
-    d = d + (3 * d + (b - a).relu())
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    return g + 10.0 / f
 
 
 def smooth(a, b):

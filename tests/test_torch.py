@@ -8,23 +8,9 @@ import itertools
 import math
 
 import pytest
-from _support import assert_same
+from _support import assert_same, readme
 
 torch = pytest.importorskip("torch")
-
-
-def readme(a, b):
-    # micrograd's README example, without `+=` (in place on tensors).
-    c = a + b
-    d = a * b + b**3
-    c = c + (c + 1)
-    c = c + (1 + c + (-a))
-    d = d + (d * 2 + (b + a).relu())
-    d = d + (3 * d + (b - a).relu())
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    return g + 10.0 / f
 
 
 def smooth(a, b):
