@@ -8,10 +8,10 @@ import math
 from types import SimpleNamespace
 
 import pytest
-from _support import BINARY, NARY, UNARY, assert_same, get_engine, needs_native
+from _support import assert_same, get_engine, needs_native
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_random_graphs import EXPONENTS, OPS, build, recipes
+from test_random_graphs import OPS, build, recipes
 
 # A Python _backward cannot be differentiated twice (test_user_ops_grad.py); a microgpt-style
 # op's second derivative through its constant local gradients is 0, which torch's is not.
@@ -108,27 +108,7 @@ def torch_build(torch, recipe):
         "mask": lambda t: torch.where(t != 0, t, torch.zeros_like(t)),
         "detach": lambda t: t.detach(),
     }
-    engine = torch_engine(torch)
-    leaves, steps, _, _ = recipe
-    nodes = [engine.Value(x) for x in leaves]
-
-    def arg(ref):
-        kind, x = ref
-        return nodes[x] if kind == "n" else x
-
-    for op, args, *extra in steps:
-        if op in BINARY:
-            out = BINARY[op].build(arg(args[0]), arg(args[1]))
-        elif op in EXPONENTS:
-            out = arg(args[0]) ** extra[0]
-        elif op in helpers:
-            out = helpers[op](arg(args[0]))
-        elif op in UNARY:
-            out = UNARY[op].build(arg(args[0]))
-        else:
-            out = NARY[op].build(engine, [arg(r) for r in args])
-        nodes.append(out)
-    return nodes
+    return build(torch_engine(torch), recipe, unary=helpers)
 
 
 def torch_higher_derivatives(torch, nodes, root, leaves):

@@ -74,8 +74,10 @@ def recipes(draw, max_steps=30, ops=OPS):
 # ----------------------------------------------------------------------------- build
 
 
-def build(engine, recipe):
-    """The recipe's nodes as Values of `engine`."""
+def build(engine, recipe, unary=None):
+    """The recipe's nodes as Values of `engine`; `unary` maps op names to functions that
+    build them instead of the tables' (another library's forms of the helper ops)."""
+    unary = unary or {}
     leaves, steps, _, _ = recipe
     nodes = [engine.Value(x) for x in leaves]
 
@@ -88,6 +90,8 @@ def build(engine, recipe):
             out = BINARY[op].build(arg(args[0]), arg(args[1]))
         elif op in EXPONENTS:
             out = arg(args[0]) ** extra[0]
+        elif op in unary:
+            out = unary[op](arg(args[0]))
         elif op in UNARY:
             out = UNARY[op].build(arg(args[0]))
         else:
