@@ -11,6 +11,11 @@ is traced the first time it comes: tracing is part of the figure, spread over a 
 to see every length several times). With --pypy, the pure-Python engine also runs under pypy3
 when it is installed. Each figure is the median of --repeat runs, alternated
 engine by engine; the ratios are against `python`.
+
+The eager engines time the same names: pure Python --steps / 4 steps, one per name, and the
+others --steps steps, going over those names again (a step's cost grows with the name's
+length, so other names would be another workload). Each runs one untimed step first: building
+the model and warming up are not part of a step.
 """
 
 from __future__ import annotations
@@ -37,22 +42,28 @@ def load_example() -> ModuleType:
     return module
 
 
-def time_engine(gpt: ModuleType, engine: str, steps: int, batch: int) -> tuple[float, float]:
-    """(seconds per step, tokens per step) of `steps` training steps."""
+def time_engine(
+    gpt: ModuleType, engine: str, steps: int, batch: int, names: int
+) -> tuple[float, float]:
+    """(seconds per step, tokens per step). The compiled engine: `steps` steps, tracing included.
+    An eager engine: one step, then `steps` steps over the first `names` names in turn (whole
+    passes), timed from the end of the first step: building the model and warming up are not
+    part of a step."""
     docs = gpt.make_names()
     if engine == "compiled":
         start = time.perf_counter()
         tokens = gpt.train_compiled(steps, batch, docs=docs)[2]
         elapsed = time.perf_counter() - start
         return elapsed / steps, tokens / steps
+    docs = docs[:names]
     tokenizer = gpt.Tokenizer(docs)
     tokens = sum(
-        len(tokenizer.encode(docs[k % len(docs)])[: gpt.BLOCK_SIZE + 1]) - 1 for k in range(steps)
+        len(tokenizer.encode(docs[k % len(docs)])[: gpt.BLOCK_SIZE + 1]) - 1
+        for k in range(1, steps + 1)
     )
-    start = time.perf_counter()
-    gpt.train(engine, steps, docs=docs)
-    elapsed = time.perf_counter() - start
-    return elapsed / steps, tokens / steps
+    ends: list[float] = []
+    gpt.train(engine, steps + 1, docs=docs, log=lambda _: ends.append(time.perf_counter()))
+    return (ends[-1] - ends[0]) / steps, tokens / steps
 
 
 def pypy_time(steps: int) -> tuple[float, float] | None:
@@ -86,17 +97,22 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown engine {engine!r}")
     if args.quick:
         args.steps, args.repeat, args.batch, args.compiled_steps = 2, 1, 4, 2
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
 
     gpt = load_example()
     runs: dict[str, list[tuple[float, float]]] = {engine: [] for engine in engines}
+    # Every eager engine times whole passes over the same names (a step's cost depends on the
+    # name's length): pure Python one pass (~0.2-0.7 s a step), the others as many as fit.
+    python_steps = max(1, args.steps // 4)
     for _ in range(args.repeat):
         for engine in engines:  # alternated, so a busy spell hits every engine alike
-            steps = args.steps
+            steps = python_steps * max(1, args.steps // python_steps)
             if engine == "python":
-                steps = max(1, args.steps // 4)  # ~0.2-0.7 s a step
+                steps = python_steps
             elif engine == "compiled":
                 steps = args.compiled_steps
-            runs[engine].append(time_engine(gpt, engine, steps, args.batch))
+            runs[engine].append(time_engine(gpt, engine, steps, args.batch, python_steps))
     if args.pypy and (figure := pypy_time(args.steps)) is not None:
         runs["python (pypy3)"] = [figure]
 
@@ -112,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     base = figures.get("python")
     print(
-        f"GPT of examples/gpt.py: {args.steps} steps ({max(1, args.steps // 4)} in pure Python, "
+        f"GPT of examples/gpt.py: {args.steps} steps ({python_steps} in pure Python, "
         f"{args.compiled_steps} compiled), median of {args.repeat}"
     )
     print("| engine | ms per step | tokens per step | tokens per second | vs python (tokens/s) |")
