@@ -314,6 +314,83 @@ inline void layer_backward_one(const Layer& layer, const double* w, const Lanes&
     }
 }
 
+// A batch of one lane whose layer has a weight matrix (layers.hpp) reads the weights where
+// they are, in the invariant slots: packing them would cost more than the products. The same
+// sums again: the forward NR neurons at a time on scalars; the input gradients 8 * KV inputs
+// at a time, one vector lane per input (a weight row's neighbours are neighbouring inputs);
+// the weights' gradients a row at a time.
+
+template <int NR>
+AG_INLINE void forward_in_place_block(const Layer& layer, const double* shared, double* val, std::uint32_t n0) {
+    const double* w = shared + layer.weight_base + std::size_t(n0) * layer.weight_row;
+    const std::size_t row = layer.weight_row;
+    double acc[NR];
+    for (int r = 0; r < NR; ++r) acc[r] = shared[layer.bias[n0 + r]];
+    for (std::uint32_t k = 0; k < layer.inputs; ++k) {
+        const double xk = val[layer.x[k]];
+        for (int r = 0; r < NR; ++r) acc[r] = acc[r] + w[r * row + k] * xk;
+    }
+    for (int r = 0; r < NR; ++r) {
+        double* out = val + layer.linear_slot(n0 + r);
+        if (layer.keep_linear) out[0] = acc[r];
+        if (layer.relu) out[1] = rules::Relu::forward(acc[r], acc[r]);
+    }
+}
+
+template <int NR>
+inline void layer_forward_in_place(const Layer& layer, const Lanes& x) {
+    const std::uint32_t N = layer.neurons, whole = N / NR * NR;
+    for (std::uint32_t n0 = 0; n0 < whole; n0 += NR) forward_in_place_block<NR>(layer, x.inv, x.val, n0);
+    for (std::uint32_t n = whole; n < N; ++n) forward_in_place_block<1>(layer, x.inv, x.val, n);
+}
+
+// Inputs [k0, k0 + 8 * KV): dx_k (+)= w_nk * g_n for n = N-1 down to 0.
+template <int KV>
+AG_INLINE void input_grad_in_place_block(const Layer& layer, const double* w, double* grad, std::uint32_t k0) {
+    const std::size_t row = layer.weight_row;
+    double lanes[8 * KV];
+    for (int j = 0; j < 8 * KV; ++j) lanes[j] = grad[layer.x[k0 + j]];
+    Vec8 acc[KV];
+    for (int v = 0; v < KV; ++v) acc[v] = load8(lanes + 8 * v);
+    for (std::uint32_t n = layer.neurons; n-- > 0;) {
+        const Vec8 g = splat8(grad[layer.linear_slot(n)]);
+        const double* wn = w + n * row + k0;
+        for (int v = 0; v < KV; ++v) acc[v] = acc[v] + load8(wn + 8 * v) * g;
+    }
+    for (int v = 0; v < KV; ++v) store8(lanes + 8 * v, acc[v]);
+    for (int j = 0; j < 8 * KV; ++j) grad[layer.x[k0 + j]] = lanes[j];
+}
+
+// scratch: room for K numbers.
+template <int KV>
+inline void layer_backward_in_place(const Layer& layer, const Lanes& x, double* grads, double* scratch) {
+    const std::uint32_t N = layer.neurons, K = layer.inputs;
+    const std::size_t row = layer.weight_row;
+    const double* w = x.inv + layer.weight_base;
+    if (layer.relu) {
+        for (std::uint32_t n = 0; n < N; ++n) {
+            const std::uint32_t s = layer.linear_slot(n);
+            const double out = x.val[s + 1], slope = rules::Relu::derivative(out, out, out);
+            x.grad[s] = (layer.keep_linear ? x.grad[s] : 0.0) + slope * x.grad[s + 1];
+        }
+    }
+    const std::uint32_t whole = K / (8 * KV) * (8 * KV);
+    for (std::uint32_t k0 = 0; k0 < whole; k0 += 8 * KV) input_grad_in_place_block<KV>(layer, w, x.grad, k0);
+    for (std::uint32_t k = whole; k < K; ++k) {
+        double acc = x.grad[layer.x[k]];
+        for (std::uint32_t n = N; n-- > 0;) acc = acc + w[n * row + k] * x.grad[layer.linear_slot(n)];
+        x.grad[layer.x[k]] = acc;
+    }
+    double* in = scratch;
+    for (std::uint32_t k = 0; k < K; ++k) in[k] = x.val[layer.x[k]];
+    for (std::uint32_t n = N; n-- > 0;) {
+        const double g = x.grad[layer.linear_slot(n)];
+        grads[layer.bias[n]] += g;
+        double* dw = grads + layer.weight_base + n * row;
+        for (std::uint32_t k = 0; k < K; ++k) dw[k] += in[k] * g;
+    }
+}
+
 // ---- one set of kernels per instruction set -------------------------------------------
 
 // A layer's weights packed for the kernels of its replay, refreshed at every forward.
@@ -327,8 +404,10 @@ struct LayerKernels {
     void (*pack)(const Layer&, const double* shared, PackedLayer&);
     void (*forward)(const Layer&, const PackedLayer&, const Lanes&);
     void (*backward)(const Layer&, const PackedLayer&, const Lanes&, double* partial, double* scratch);
-    void (*forward_one)(const Layer&, const PackedLayer&, const Lanes&);  // a batch of one lane
-    void (*backward_one)(const Layer&, const PackedLayer&, const Lanes&, double* grads);
+    void (*forward_one)(const Layer&, const PackedLayer&, const Lanes&);
+    // A batch of one lane. The packed weights are read only for a layer without a weight
+    // matrix; scratch: room for K numbers.
+    void (*backward_one)(const Layer&, const PackedLayer&, const Lanes&, double* grads, double* scratch);
 };
 
 // Forward: NR neurons x LV vectors of lanes per block; backward: KR inputs x LB vectors (dx),
@@ -350,10 +429,17 @@ struct Blocked {
         layer_backward<KR, LB, NW, KW>(layer, p.backward.data(), x, partial, scratch);
     }
     AG_INLINE static void forward_one(const Layer& layer, const PackedLayer& p, const Lanes& x) {
-        layer_forward_one<NR>(layer, p.forward.data(), p.bias.data(), x);
+        if (layer.weight_matrix)
+            layer_forward_in_place<8>(layer, x);
+        else
+            layer_forward_one<NR>(layer, p.forward.data(), p.bias.data(), x);
     }
-    AG_INLINE static void backward_one(const Layer& layer, const PackedLayer& p, const Lanes& x, double* grads) {
-        layer_backward_one<KR>(layer, p.backward.data(), x, grads);
+    AG_INLINE static void backward_one(const Layer& layer, const PackedLayer& p, const Lanes& x, double* grads,
+                                       double* scratch) {
+        if (layer.weight_matrix)
+            layer_backward_in_place<KR>(layer, x, grads, scratch);
+        else
+            layer_backward_one<KR>(layer, p.backward.data(), x, grads);
     }
 };
 
@@ -388,20 +474,23 @@ inline void forward_one_avx512(const Layer& l, const PackedLayer& p, const Lanes
     BlockedAvx512::forward_one(l, p, x);
 }
 AG_LAYER_TARGET("avx512f")
-inline void backward_one_avx512(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads) {
-    BlockedAvx512::backward_one(l, p, x, grads);
+inline void backward_one_avx512(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads,
+                                double* scratch) {
+    BlockedAvx512::backward_one(l, p, x, grads, scratch);
 }
 AG_LAYER_TARGET("avx2")
 inline void forward_one_avx2(const Layer& l, const PackedLayer& p, const Lanes& x) { BlockedAvx2::forward_one(l, p, x); }
 AG_LAYER_TARGET("avx2")
-inline void backward_one_avx2(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads) {
-    BlockedAvx2::backward_one(l, p, x, grads);
+inline void backward_one_avx2(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads,
+                                double* scratch) {
+    BlockedAvx2::backward_one(l, p, x, grads, scratch);
 }
 inline void forward_one_baseline(const Layer& l, const PackedLayer& p, const Lanes& x) {
     BlockedBaseline::forward_one(l, p, x);
 }
-inline void backward_one_baseline(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads) {
-    BlockedBaseline::backward_one(l, p, x, grads);
+inline void backward_one_baseline(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads,
+                                double* scratch) {
+    BlockedBaseline::backward_one(l, p, x, grads, scratch);
 }
 inline void forward_baseline(const Layer& l, const PackedLayer& p, const Lanes& x) {
     BlockedBaseline::forward(l, p, x);

@@ -160,7 +160,8 @@ public:
         // The kernels work in whole vectors of 8 lanes, or on one lane.
         layers_ = (width_ >= 8 || batch == 1) && !plan_.layers.empty();
         if (layers_)
-            for (std::size_t i = 0; i < plan_.layers.size(); ++i) kernels_.pack(plan_.layers[i], shared, packed_[i]);
+            for (std::size_t i = 0; i < plan_.layers.size(); ++i)
+                if (batch > 1 || !plan_.layers[i].weight_matrix) kernels_.pack(plan_.layers[i], shared, packed_[i]);
         const TapeView lane = tape_.lane.view();
         const std::size_t tile_size = std::size_t(lane.n_slots) * stride_;
         values_.resize(tiles_ * tile_size);
@@ -290,6 +291,7 @@ private:
     void backward_one_lane_batch(const double* seed, double* input_grads, double* shared_grads) {
         const TapeView lane = tape_.lane.view(), inv = tape_.invariant.view();
         scratch_.resize(1);
+        scratch_[0].layer.resize(scratch_size_);
         AlignedDoubles& grads = scratch_[0].grads;
         grads.assign(lane.n_slots, 0.0);
         std::fill_n(shared_grads, inv.n_slots, 0.0);
@@ -309,7 +311,7 @@ private:
                     backward_one(lane, x, sink, step.first, step.end);
                 else
                     kernels_.backward_one(plan_.layers[std::size_t(step.layer)], packed_[std::size_t(step.layer)], x,
-                                          shared_grads);
+                                          shared_grads, scratch_[0].layer.data());
             }
         }
         // The invariant part's slots are its own (no shared operands): its sink is never used.
