@@ -96,6 +96,15 @@ Tape record_tape(py::handle fence, const py::list& inputs, const py::list& outpu
     return tape;
 }
 
+// The loops over a run of parameters, vectorised for each instruction set (AG_HOT): the same
+// arithmetic element by element.
+AG_HOT void add_into(double* __restrict into, const double* __restrict from, std::size_t n) {
+    for (std::size_t j = 0; j < n; ++j) into[j] += from[j];
+}
+AG_HOT void sgd_update(double* __restrict data, const double* __restrict grad, double learning_rate, std::size_t n) {
+    for (std::size_t j = 0; j < n; ++j) data[j] -= learning_rate * grad[j];  // exactly `p.data -= lr * p.grad`
+}
+
 class PyReplay {
 public:
     PyReplay(py::handle fence, const py::list& inputs, const py::list& outputs, const std::string& device)
@@ -134,9 +143,7 @@ public:
         const double* param_grads = nullptr;
         without_gil([&] { param_grads = replay_.backward(seeds, dX); });
         double* grad = arena().grad.data();
-        for_runs([&](std::size_t e, NodeId id, std::size_t n) {
-            for (std::size_t j = 0; j < n; ++j) grad[id + j] += param_grads[e + j];
-        });
+        for_runs([&](std::size_t e, NodeId id, std::size_t n) { add_into(grad + id, param_grads + e, n); });
         return input_grads;
     }
 
@@ -149,9 +156,7 @@ public:
         Arena& graph = arena();
         double* data = graph.data.data();
         const double* grad = graph.grad.data();
-        for_runs([&](std::size_t, NodeId id, std::size_t n) {
-            for (std::size_t j = id; j < id + n; ++j) data[j] -= learning_rate * grad[j];  // exactly `p.data -= lr * p.grad`
-        });
+        for_runs([&](std::size_t, NodeId id, std::size_t n) { sgd_update(data + id, grad + id, learning_rate, n); });
     }
 
     std::size_t n_inputs() const { return replay_.tape().n_inputs(); }

@@ -387,7 +387,9 @@ inline void layer_backward_in_place(const Layer& layer, const Lanes& x, double* 
         const double g = x.grad[layer.linear_slot(n)];
         grads[layer.bias[n]] += g;
         double* dw = grads + layer.weight_base + n * row;
-        for (std::uint32_t k = 0; k < K; ++k) dw[k] += in[k] * g;
+        const std::uint32_t vectors = K / 8 * 8;
+        for (std::uint32_t k = 0; k < vectors; k += 8) store8(dw + k, load8(dw + k) + load8(in + k) * splat8(g));
+        for (std::uint32_t k = vectors; k < K; ++k) dw[k] += in[k] * g;
     }
 }
 
