@@ -29,6 +29,17 @@
 #include "replay.hpp"
 #include "simd.hpp"
 
+// The block loops below (over r, v, c: template bounds) must be unrolled for their
+// accumulators to live in registers; GCC otherwise keeps some in memory, a load and a store
+// per multiply-add (~25% of a 64-wide layer's time).
+#if defined(__clang__)
+#define AG_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define AG_UNROLL _Pragma("GCC unroll 16")
+#else
+#define AG_UNROLL
+#endif
+
 namespace arenagrad {
 
 // ---- packing: the weights in the order the kernels read them --------------------------
@@ -106,22 +117,30 @@ AG_INLINE void forward_block(const Layer& layer, const double* w, const double* 
                              std::uint32_t n0, unsigned v0) {
     const std::size_t S = x.stride, l0 = std::size_t(v0) * 8;
     Vec8 acc[NR][LV];
+    AG_UNROLL
     for (int r = 0; r < NR; ++r)
+        AG_UNROLL
         for (int v = 0; v < LV; ++v) acc[r][v] = splat8(bias[r]);
     for (std::uint32_t k = 0; k < layer.inputs; ++k) {
         const double* row = x.val + layer.x[k] * S + l0;
         Vec8 xv[LV];
+        AG_UNROLL
         for (int v = 0; v < LV; ++v) xv[v] = load8(row + 8 * v);
+        AG_UNROLL
         for (int r = 0; r < NR; ++r) {
             const double wk = w[std::size_t(k) * P + r];
+            AG_UNROLL
             for (int v = 0; v < LV; ++v) acc[r][v] = acc[r][v] + wk * xv[v];
         }
     }
+    AG_UNROLL
     for (int r = 0; r < NR && n0 + r < layer.neurons; ++r) {
         double* out = x.val + layer.linear_slot(n0 + r) * S + l0;
         if (layer.keep_linear)
+            AG_UNROLL
             for (int v = 0; v < LV; ++v) store8(out + 8 * v, acc[r][v]);
         if (layer.relu)
+            AG_UNROLL
             for (int v = 0; v < LV; ++v) store8(out + S + 8 * v, relu8(acc[r][v]));
     }
 }
@@ -151,21 +170,28 @@ template <int KR, int LV, int P>
 AG_INLINE void input_grad_block(const Layer& layer, const double* w, const Lanes& x, std::uint32_t k0, unsigned v0) {
     const std::size_t S = x.stride, l0 = std::size_t(v0) * 8;
     Vec8 acc[KR][LV];
+    AG_UNROLL
     for (int r = 0; r < KR; ++r) {
         const double* row = x.grad + layer.x[k0 + r] * S + l0;
+        AG_UNROLL
         for (int v = 0; v < LV; ++v) acc[r][v] = layer.x_fresh[k0 + r] ? splat8(0.0) : load8(row + 8 * v);
     }
     for (std::uint32_t n = layer.neurons; n-- > 0;) {
         const double* g = x.grad + layer.linear_slot(n) * S + l0;
         Vec8 gv[LV];
+        AG_UNROLL
         for (int v = 0; v < LV; ++v) gv[v] = load8(g + 8 * v);
+        AG_UNROLL
         for (int r = 0; r < KR; ++r) {
             const double wk = w[std::size_t(n) * P + r];
+            AG_UNROLL
             for (int v = 0; v < LV; ++v) acc[r][v] = acc[r][v] + wk * gv[v];
         }
     }
+    AG_UNROLL
     for (int r = 0; r < KR; ++r) {
         double* row = x.grad + layer.x[k0 + r] * S + l0;
+        AG_UNROLL
         for (int v = 0; v < LV; ++v) store8(row + 8 * v, acc[r][v]);
     }
 }
@@ -188,31 +214,46 @@ AG_INLINE void weight_grad_block(const Layer& layer, const Lanes& x, std::uint32
     const std::uint32_t K = layer.inputs;
     const double* g[NW];
     const double* in[KW];
+    AG_UNROLL
     for (int r = 0; r < NW; ++r) g[r] = x.grad + layer.linear_slot(n0 + r) * S;
+    AG_UNROLL
     for (int c = 0; c < KW; ++c) in[c] = x.val + layer.x[k0 + c] * S;
     Vec8 acc[NW][KW];
+    AG_UNROLL
     for (int r = 0; r < NW; ++r)
+        AG_UNROLL
         for (int c = 0; c < KW; ++c) acc[r][c] = splat8(0.0);
     const unsigned whole = x.n / 8 * 8, rest = x.n - whole;
     for (unsigned l = 0; l < whole; l += 8) {
         Vec8 gv[NW], xv[KW];
+        AG_UNROLL
         for (int r = 0; r < NW; ++r) gv[r] = load8(g[r] + l);
+        AG_UNROLL
         for (int c = 0; c < KW; ++c) xv[c] = load8(in[c] + l);
+        AG_UNROLL
         for (int r = 0; r < NW; ++r)
+            AG_UNROLL
             for (int c = 0; c < KW; ++c) acc[r][c] = acc[r][c] + xv[c] * gv[r];
     }
     if (rest > 0) {
+        AG_UNROLL
         for (int r = 0; r < NW; ++r)
+            AG_UNROLL
             for (int c = 0; c < KW; ++c)
                 acc[r][c] = acc[r][c] + first_lanes8(load8(in[c] + whole) * load8(g[r] + whole), rest);
     }
     if constexpr (NW * KW % 8 == 0) {  // 8 sums at a time (simd.hpp)
         double sums[NW * KW];
+        AG_UNROLL
         for (int j = 0; j < NW * KW; j += 8) pairwise8x8(&acc[0][0] + j, sums + j);
+        AG_UNROLL
         for (int r = 0; r < NW; ++r)
+            AG_UNROLL
             for (int c = 0; c < KW; ++c) dw[std::size_t(n0 + r) * K + k0 + c] = sums[r * KW + c];
     } else {
+        AG_UNROLL
         for (int r = 0; r < NW; ++r)
+            AG_UNROLL
             for (int c = 0; c < KW; ++c) dw[std::size_t(n0 + r) * K + k0 + c] = pairwise8(acc[r][c]);
     }
 }
@@ -291,9 +332,11 @@ template <int NR>
 AG_INLINE void forward_one_block(const Layer& layer, const double* w, const double* bias, double* val,
                                  std::uint32_t n0, int rows) {
     double acc[NR];
+    AG_UNROLL
     for (int r = 0; r < NR; ++r) acc[r] = bias[r];
     for (std::uint32_t k = 0; k < layer.inputs; ++k) {
         const double xk = val[layer.x[k]];
+        AG_UNROLL
         for (int r = 0; r < NR; ++r) acc[r] = acc[r] + w[std::size_t(k) * NR + r] * xk;
     }
     for (int r = 0; r < rows; ++r) {
@@ -313,9 +356,11 @@ inline void layer_forward_one(const Layer& layer, const double* w, const double*
 template <int KR>
 AG_INLINE void input_grad_one_block(const Layer& layer, const double* w, double* grad, std::uint32_t k0, int rows) {
     double acc[KR];
+    AG_UNROLL
     for (int r = 0; r < KR; ++r) acc[r] = r < rows ? grad[layer.x[k0 + r]] : 0.0;
     for (std::uint32_t n = layer.neurons; n-- > 0;) {
         const double g = grad[layer.linear_slot(n)];
+        AG_UNROLL
         for (int r = 0; r < KR; ++r) acc[r] = acc[r] + w[std::size_t(n) * KR + r] * g;
     }
     for (int r = 0; r < rows; ++r) grad[layer.x[k0 + r]] = acc[r];
@@ -352,11 +397,14 @@ AG_INLINE void forward_in_place_block(const Layer& layer, const double* shared, 
     const double* w = shared + layer.weight_base + std::size_t(n0) * layer.weight_row;
     const std::size_t row = layer.weight_row;
     double acc[NR];
+    AG_UNROLL
     for (int r = 0; r < NR; ++r) acc[r] = shared[layer.bias[n0 + r]];
     for (std::uint32_t k = 0; k < layer.inputs; ++k) {
         const double xk = val[layer.x[k]];
+        AG_UNROLL
         for (int r = 0; r < NR; ++r) acc[r] = acc[r] + w[r * row + k] * xk;
     }
+    AG_UNROLL
     for (int r = 0; r < NR; ++r) {
         double* out = val + layer.linear_slot(n0 + r);
         if (layer.keep_linear) out[0] = acc[r];
@@ -376,15 +424,20 @@ template <int KV>
 AG_INLINE void input_grad_in_place_block(const Layer& layer, const double* w, double* grad, std::uint32_t k0) {
     const std::size_t row = layer.weight_row;
     double lanes[8 * KV];
+    AG_UNROLL
     for (int j = 0; j < 8 * KV; ++j) lanes[j] = grad[layer.x[k0 + j]];
     Vec8 acc[KV];
+    AG_UNROLL
     for (int v = 0; v < KV; ++v) acc[v] = load8(lanes + 8 * v);
     for (std::uint32_t n = layer.neurons; n-- > 0;) {
         const Vec8 g = splat8(grad[layer.linear_slot(n)]);
         const double* wn = w + n * row + k0;
+        AG_UNROLL
         for (int v = 0; v < KV; ++v) acc[v] = acc[v] + load8(wn + 8 * v) * g;
     }
+    AG_UNROLL
     for (int v = 0; v < KV; ++v) store8(lanes + 8 * v, acc[v]);
+    AG_UNROLL
     for (int j = 0; j < 8 * KV; ++j) grad[layer.x[k0 + j]] = lanes[j];
 }
 
