@@ -190,12 +190,11 @@ public:
         // Each tile's sums of the shared gradients, added below in tile order. A single
         // tile's sums are the result itself: adding them to 0.0 changes none of them (a sum
         // that starts at +0.0 is never -0.0).
+        // (Each tile's are zeroed by the thread that runs it, just before it adds to them.)
         const bool one_tile = tiles_ == 1;
         double* partials = shared_grads;
-        if (one_tile) {
-            std::fill_n(shared_grads, n_shared, 0.0);
-        } else {
-            partial_.assign(tiles_ * n_shared, 0.0);
+        if (!one_tile) {
+            partial_.resize(tiles_ * n_shared);
             partials = partial_.data();
         }
         const int threads = threads_for(batch_);
@@ -216,6 +215,7 @@ public:
             } else {
                 std::fill(scratch.grads.begin(), scratch.grads.end(), 0.0);
             }
+            std::fill_n(partials + std::size_t(tile) * n_shared, n_shared, 0.0);
             TileSink sink{partials + std::size_t(tile) * n_shared, x.grad + tile_size, stride_, inv.n_in};
             double c[kTileLanes];
             for (std::uint32_t j = 0; j < m; ++j) {
