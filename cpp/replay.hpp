@@ -431,9 +431,8 @@ template <Op O, bool Packed, typename Sink>
 AG_HOST_DEVICE inline void backward_summed_run(const TapeView& t, const OneLane<Packed>& x, Sink& sink,
                                                std::uint32_t first, std::uint32_t end, double g) {
     for (std::uint32_t j = end; j-- > first;) {
-        const double gj = x.grad(j) + rules::Sum::d_term(0.0, 0.0) * g;
-        x.grad(j) = gj;
-        backward_one<O>(t, x, sink, j, gj);
+        // (not stored back: nothing reads a node's gradient after its own backward)
+        backward_one<O>(t, x, sink, j, x.grad(j) + rules::Sum::d_term(0.0, 0.0) * g);
     }
 }
 
