@@ -133,15 +133,16 @@ AG_INLINE void forward_block(const Layer& layer, const double* w, const double* 
             for (int v = 0; v < LV; ++v) acc[r][v] = acc[r][v] + wk * xv[v];
         }
     }
-    AG_UNROLL
     for (int r = 0; r < NR && n0 + r < layer.neurons; ++r) {
         double* out = x.val + layer.linear_slot(n0 + r) * S + l0;
-        if (layer.keep_linear)
+        if (layer.keep_linear) {
             AG_UNROLL
             for (int v = 0; v < LV; ++v) store8(out + 8 * v, acc[r][v]);
-        if (layer.relu)
+        }
+        if (layer.relu) {
             AG_UNROLL
             for (int v = 0; v < LV; ++v) store8(out + S + 8 * v, relu8(acc[r][v]));
+        }
     }
 }
 
