@@ -319,7 +319,13 @@ inline void layer_backward(const Layer& layer, const double* w, const Lanes& x, 
     bias_grad(layer, x, db);
     for (std::uint32_t n = N; n-- > 0;) {
         partial[layer.bias[n]] += db[n];
-        for (std::uint32_t k = 0; k < K; ++k) partial[layer.weight[std::size_t(n) * K + k]] += dw[std::size_t(n) * K + k];
+        const double* d = dw + std::size_t(n) * K;
+        if (layer.weight_matrix) {  // a row of distinct slots: in vectors
+            double* into = partial + layer.weight_base + std::size_t(n) * layer.weight_row;
+            for (std::uint32_t k = 0; k < K; ++k) into[k] += d[k];
+        } else {
+            for (std::uint32_t k = 0; k < K; ++k) partial[layer.weight[std::size_t(n) * K + k]] += d[k];
+        }
     }
 }
 

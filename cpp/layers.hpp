@@ -37,7 +37,8 @@ struct Layer {
     std::vector<std::uint32_t> bias;    // invariant slots, one per neuron
     // Whether the weights' slots form a matrix, weight[n * K + k] = weight_base +
     // n * weight_row + k with weight_row >= K (a model's parameters, created neuron by neuron,
-    // do): then a batch of one lane reads them in place instead of packing them first.
+    // do): then a batch of one lane reads them in place instead of packing them first, and a
+    // tile adds their gradients a row at a time (each neuron's bias still before its row).
     bool weight_matrix = false;
     std::uint32_t weight_base = 0, weight_row = 0;
 

@@ -284,3 +284,27 @@ def test_parameter_loops_over_scattered_nodes(threads):
             for _ in range(3):
                 arenagrad.sum([Value(1.0) * 2.0 for _ in range(1000)]).backward()
     assert all(o.grad == 0.0 for o in others)
+
+
+@pytest.mark.parametrize("B", [1, 9, 300])
+def test_a_bias_that_is_also_a_weight(B, threads, monkeypatch):
+    """A layer whose weights' slots form a matrix and whose bias is one of those weights: the
+    kernels add its gradients in the generic walk's order (each neuron's bias, then its row),
+    so the same bits as without the kernels."""
+    rng = np.random.default_rng(B)
+    w = [Value(float(v)) for v in rng.normal(size=12)]  # 4 neurons x 3 inputs, consecutive
+
+    def fn(a, b, c):
+        h = [arenagrad.linear(w[5], w[3 * n : 3 * n + 3], [a, b, c]).relu() for n in range(4)]
+        return arenagrad.sum(h)
+
+    with_kernels = arenagrad.compile(fn, 3)
+    monkeypatch.setenv("ARENAGRAD_LAYER_KERNELS", "0")
+    generic = arenagrad.compile(fn, 3)
+    monkeypatch.delenv("ARENAGRAD_LAYER_KERNELS")
+    X = rng.normal(size=(B, 3)) * 1e3
+    seed = rng.normal(size=B)
+    got = replay(with_kernels, w, X, seed)
+    want = replay(generic, w, X, seed)
+    for part, (a, b) in enumerate(zip(got, want, strict=True)):
+        assert bits(a) == bits(b), part
