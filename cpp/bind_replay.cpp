@@ -96,11 +96,19 @@ Tape record_tape(py::handle fence, const py::list& inputs, const py::list& outpu
     return tape;
 }
 
+// The loops over a run of parameters, vectorised for each instruction set (AG_HOT): the same
+// arithmetic element by element.
+AG_HOT void add_into(double* __restrict into, const double* __restrict from, std::size_t n) {
+    for (std::size_t j = 0; j < n; ++j) into[j] += from[j];
+}
+AG_HOT void sgd_update(double* __restrict data, const double* __restrict grad, double learning_rate, std::size_t n) {
+    for (std::size_t j = 0; j < n; ++j) data[j] -= learning_rate * grad[j];  // exactly `p.data -= lr * p.grad`
+}
+
 class PyReplay {
 public:
     PyReplay(py::handle fence, const py::list& inputs, const py::list& outputs, const std::string& device)
         : device_(device), replay_(record_tape(fence, inputs, outputs, externals_), lane_replay_for(device)) {
-        params_.resize(externals_.size());
     }
 
     // X: (batch, n_inputs) -> (batch, n_outputs).
@@ -110,13 +118,13 @@ public:
         if (X.ndim() != 2 || std::size_t(X.shape(1)) != tape.n_inputs())
             throw py::value_error("X must have shape (batch, n_inputs)");
         const std::size_t batch = std::size_t(X.shape(0));
-        const NodeId* ids = external_ids();
         const double* data = arena().data.data();
-        for (std::size_t e = 0; e < params_.size(); ++e) params_[e] = data[ids[e]];
+        double* params = replay_.parameter_buffer();
+        for_runs([&](std::size_t e, NodeId id, std::size_t n) { std::copy(data + id, data + id + n, params + e); });
         Matrix Y({batch, tape.outputs.size()});
         const double* x = X.data();
         double* y = Y.mutable_data();
-        without_gil([&] { replay_.forward(params_.data(), x, batch, y); });
+        without_gil([&] { replay_.forward(params, x, batch, y); });
         return Y;
     }
 
@@ -134,25 +142,21 @@ public:
         double* dX = input_grads.mutable_data();
         const double* param_grads = nullptr;
         without_gil([&] { param_grads = replay_.backward(seeds, dX); });
-        const NodeId* ids = external_ids();
         double* grad = arena().grad.data();
-        for (std::size_t e = 0; e < externals_.size(); ++e) grad[ids[e]] += param_grads[e];
+        for_runs([&](std::size_t e, NodeId id, std::size_t n) { add_into(grad + id, param_grads + e, n); });
         return input_grads;
     }
 
     // The training loop's two loops over parameters, as one native call each.
     void zero_grad() {
-        const NodeId* ids = external_ids();
         double* grad = arena().grad.data();
-        for (std::size_t e = 0; e < externals_.size(); ++e) grad[ids[e]] = 0.0;
+        for_runs([&](std::size_t, NodeId id, std::size_t n) { std::fill_n(grad + id, n, 0.0); });
     }
     void sgd_step(double learning_rate) {
         Arena& graph = arena();
-        const NodeId* ids = external_ids();
-        for (std::size_t e = 0; e < externals_.size(); ++e) {
-            const NodeId id = ids[e];
-            graph.data[id] -= learning_rate * graph.grad[id];  // exactly `p.data -= lr * p.grad`
-        }
+        double* data = graph.data.data();
+        const double* grad = graph.grad.data();
+        for_runs([&](std::size_t, NodeId id, std::size_t n) { sgd_update(data + id, grad + id, learning_rate, n); });
     }
 
     std::size_t n_inputs() const { return replay_.tape().n_inputs(); }
@@ -193,26 +197,47 @@ private:
     // Every external's node, read from the Values again only after the arena was compacted
     // (which alone renumbers the nodes of live Values): reading thousands of scattered Python
     // objects costs more than a small replay, four times a training step.
-    const NodeId* external_ids() {
+    //
+    // Kept as runs of consecutive nodes (a model's parameters are created one after another,
+    // so its externals are a few long runs): the loops over them are then plain array loops.
+    void refresh_runs() {
         Arena& graph = arena();
-        if (ids_.size() != externals_.size() || ids_compactions_ != graph.compactions()) {
-            ids_.resize(externals_.size());
-            ids_end_ = 0;
-            for (std::size_t e = 0; e < externals_.size(); ++e) {
-                ids_[e] = external(e);
-                ids_end_ = std::max<std::size_t>(ids_end_, std::size_t(ids_[e]) + 1);
-            }
-            ids_compactions_ = graph.compactions();
+        if (runs_valid_ && ids_compactions_ == graph.compactions()) {
+            if (ids_end_ > graph.size()) throw std::runtime_error("compiled function: a parameter lost its node");
+            return;
         }
-        if (ids_end_ > graph.size()) throw std::runtime_error("compiled function: a parameter lost its node");
-        return ids_.data();
+        runs_valid_ = false;
+        runs_.clear();
+        ids_end_ = 0;
+        for (std::size_t e = 0; e < externals_.size(); ++e) {
+            const NodeId id = external(e);
+            if (!runs_.empty() && runs_.back().first_node + runs_.back().count == id)
+                ++runs_.back().count;
+            else
+                runs_.push_back({e, id, 1});
+            ids_end_ = std::max<std::size_t>(ids_end_, std::size_t(id) + 1);
+        }
+        ids_compactions_ = graph.compactions();
+        runs_valid_ = true;
+    }
+
+    // f(first external, its node, count) for each run of externals on consecutive nodes.
+    template <typename F>
+    void for_runs(F f) {
+        refresh_runs();
+        for (const Run& run : runs_) f(run.first_external, run.first_node, run.count);
     }
 
     std::string device_;
     std::vector<py::object> externals_;  // the externals' Values, in slot order
     Replay replay_;                      // (initialised after externals_, which recording fills)
-    std::vector<double> params_;         // the externals' values, gathered for each forward
-    std::vector<NodeId> ids_;            // the externals' nodes as of compaction ids_compactions_
+    struct Run {
+        std::size_t first_external;
+        NodeId first_node;
+        std::size_t count;
+    };
+    std::vector<Run> runs_;              // the externals' nodes as of compaction ids_compactions_
+    bool runs_valid_ = false;
     std::size_t ids_compactions_ = 0, ids_end_ = 0;  // (ids_end_: the highest id + 1)
     std::atomic<unsigned> busy_{0};
 };

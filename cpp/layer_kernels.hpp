@@ -29,33 +29,72 @@
 #include "replay.hpp"
 #include "simd.hpp"
 
+// The block loops below (over r, v, c: template bounds) must be unrolled for their
+// accumulators to live in registers. Without the annotation GCC 12 at -O2 (a RelWithDebInfo
+// build) keeps some in memory, a load and a store per multiply-add; at -O3 it unrolls most
+// of them itself (the annotation measured 1-2% faster there).
+#if defined(__clang__)
+#define AG_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define AG_UNROLL _Pragma("GCC unroll 16")
+#else
+#define AG_UNROLL
+#endif
+
 namespace arenagrad {
 
 // ---- packing: the weights in the order the kernels read them --------------------------
 
 // Forward: [neuron block of NR][input k][neuron in block], bias [neuron] (padding: 0).
-template <int NR>
-inline void pack_forward(const Layer& layer, const double* shared, double* w, double* bias) {
+// weight(n, k): the value of neuron n's k-th weight.
+template <int NR, typename Weight>
+inline void pack_forward_from(const Layer& layer, Weight weight, double* w) {
     const std::uint32_t N = layer.neurons, K = layer.inputs, blocks = (N + NR - 1) / NR;
     for (std::uint32_t nb = 0; nb < blocks; ++nb)
         for (std::uint32_t k = 0; k < K; ++k)
             for (std::uint32_t r = 0; r < NR; ++r) {
                 const std::uint32_t n = nb * NR + r;
-                w[(std::size_t(nb) * K + k) * NR + r] = n < N ? shared[layer.weight[std::size_t(n) * K + k]] : 0.0;
+                w[(std::size_t(nb) * K + k) * NR + r] = n < N ? weight(n, k) : 0.0;
             }
+}
+
+template <int NR>
+inline void pack_forward(const Layer& layer, const double* shared, double* w, double* bias) {
+    const std::uint32_t N = layer.neurons, K = layer.inputs, blocks = (N + NR - 1) / NR;
+    if (layer.weight_matrix) {  // no index to read per weight
+        const double* m = shared + layer.weight_base;
+        const std::size_t row = layer.weight_row;
+        pack_forward_from<NR>(layer, [&](std::uint32_t n, std::uint32_t k) { return m[n * row + k]; }, w);
+    } else {
+        pack_forward_from<NR>(
+            layer, [&](std::uint32_t n, std::uint32_t k) { return shared[layer.weight[std::size_t(n) * K + k]]; }, w);
+    }
     for (std::uint32_t n = 0; n < blocks * NR; ++n) bias[n] = n < N ? shared[layer.bias[n]] : 0.0;
 }
 
 // Backward: [input block of KR][neuron n][input in block] (padding: 0).
-template <int KR>
-inline void pack_backward(const Layer& layer, const double* shared, double* w) {
+template <int KR, typename Weight>
+inline void pack_backward_from(const Layer& layer, Weight weight, double* w) {
     const std::uint32_t N = layer.neurons, K = layer.inputs, blocks = (K + KR - 1) / KR;
     for (std::uint32_t kb = 0; kb < blocks; ++kb)
         for (std::uint32_t n = 0; n < N; ++n)
             for (std::uint32_t r = 0; r < KR; ++r) {
                 const std::uint32_t k = kb * KR + r;
-                w[(std::size_t(kb) * N + n) * KR + r] = k < K ? shared[layer.weight[std::size_t(n) * K + k]] : 0.0;
+                w[(std::size_t(kb) * N + n) * KR + r] = k < K ? weight(n, k) : 0.0;
             }
+}
+
+template <int KR>
+inline void pack_backward(const Layer& layer, const double* shared, double* w) {
+    const std::uint32_t K = layer.inputs;
+    if (layer.weight_matrix) {
+        const double* m = shared + layer.weight_base;
+        const std::size_t row = layer.weight_row;
+        pack_backward_from<KR>(layer, [&](std::uint32_t n, std::uint32_t k) { return m[n * row + k]; }, w);
+    } else {
+        pack_backward_from<KR>(
+            layer, [&](std::uint32_t n, std::uint32_t k) { return shared[layer.weight[std::size_t(n) * K + k]]; }, w);
+    }
 }
 
 template <int NR>
@@ -79,23 +118,32 @@ AG_INLINE void forward_block(const Layer& layer, const double* w, const double* 
                              std::uint32_t n0, unsigned v0) {
     const std::size_t S = x.stride, l0 = std::size_t(v0) * 8;
     Vec8 acc[NR][LV];
+    AG_UNROLL
     for (int r = 0; r < NR; ++r)
+        AG_UNROLL
         for (int v = 0; v < LV; ++v) acc[r][v] = splat8(bias[r]);
     for (std::uint32_t k = 0; k < layer.inputs; ++k) {
         const double* row = x.val + layer.x[k] * S + l0;
         Vec8 xv[LV];
+        AG_UNROLL
         for (int v = 0; v < LV; ++v) xv[v] = load8(row + 8 * v);
+        AG_UNROLL
         for (int r = 0; r < NR; ++r) {
             const double wk = w[std::size_t(k) * P + r];
+            AG_UNROLL
             for (int v = 0; v < LV; ++v) acc[r][v] = acc[r][v] + wk * xv[v];
         }
     }
     for (int r = 0; r < NR && n0 + r < layer.neurons; ++r) {
         double* out = x.val + layer.linear_slot(n0 + r) * S + l0;
-        if (layer.keep_linear)
+        if (layer.keep_linear) {
+            AG_UNROLL
             for (int v = 0; v < LV; ++v) store8(out + 8 * v, acc[r][v]);
-        if (layer.relu)
+        }
+        if (layer.relu) {
+            AG_UNROLL
             for (int v = 0; v < LV; ++v) store8(out + S + 8 * v, relu8(acc[r][v]));
+        }
     }
 }
 
@@ -124,21 +172,28 @@ template <int KR, int LV, int P>
 AG_INLINE void input_grad_block(const Layer& layer, const double* w, const Lanes& x, std::uint32_t k0, unsigned v0) {
     const std::size_t S = x.stride, l0 = std::size_t(v0) * 8;
     Vec8 acc[KR][LV];
+    AG_UNROLL
     for (int r = 0; r < KR; ++r) {
         const double* row = x.grad + layer.x[k0 + r] * S + l0;
+        AG_UNROLL
         for (int v = 0; v < LV; ++v) acc[r][v] = layer.x_fresh[k0 + r] ? splat8(0.0) : load8(row + 8 * v);
     }
     for (std::uint32_t n = layer.neurons; n-- > 0;) {
         const double* g = x.grad + layer.linear_slot(n) * S + l0;
         Vec8 gv[LV];
+        AG_UNROLL
         for (int v = 0; v < LV; ++v) gv[v] = load8(g + 8 * v);
+        AG_UNROLL
         for (int r = 0; r < KR; ++r) {
             const double wk = w[std::size_t(n) * P + r];
+            AG_UNROLL
             for (int v = 0; v < LV; ++v) acc[r][v] = acc[r][v] + wk * gv[v];
         }
     }
+    AG_UNROLL
     for (int r = 0; r < KR; ++r) {
         double* row = x.grad + layer.x[k0 + r] * S + l0;
+        AG_UNROLL
         for (int v = 0; v < LV; ++v) store8(row + 8 * v, acc[r][v]);
     }
 }
@@ -161,31 +216,46 @@ AG_INLINE void weight_grad_block(const Layer& layer, const Lanes& x, std::uint32
     const std::uint32_t K = layer.inputs;
     const double* g[NW];
     const double* in[KW];
+    AG_UNROLL
     for (int r = 0; r < NW; ++r) g[r] = x.grad + layer.linear_slot(n0 + r) * S;
+    AG_UNROLL
     for (int c = 0; c < KW; ++c) in[c] = x.val + layer.x[k0 + c] * S;
     Vec8 acc[NW][KW];
+    AG_UNROLL
     for (int r = 0; r < NW; ++r)
+        AG_UNROLL
         for (int c = 0; c < KW; ++c) acc[r][c] = splat8(0.0);
     const unsigned whole = x.n / 8 * 8, rest = x.n - whole;
     for (unsigned l = 0; l < whole; l += 8) {
         Vec8 gv[NW], xv[KW];
+        AG_UNROLL
         for (int r = 0; r < NW; ++r) gv[r] = load8(g[r] + l);
+        AG_UNROLL
         for (int c = 0; c < KW; ++c) xv[c] = load8(in[c] + l);
+        AG_UNROLL
         for (int r = 0; r < NW; ++r)
+            AG_UNROLL
             for (int c = 0; c < KW; ++c) acc[r][c] = acc[r][c] + xv[c] * gv[r];
     }
     if (rest > 0) {
+        AG_UNROLL
         for (int r = 0; r < NW; ++r)
+            AG_UNROLL
             for (int c = 0; c < KW; ++c)
                 acc[r][c] = acc[r][c] + first_lanes8(load8(in[c] + whole) * load8(g[r] + whole), rest);
     }
     if constexpr (NW * KW % 8 == 0) {  // 8 sums at a time (simd.hpp)
         double sums[NW * KW];
+        AG_UNROLL
         for (int j = 0; j < NW * KW; j += 8) pairwise8x8(&acc[0][0] + j, sums + j);
+        AG_UNROLL
         for (int r = 0; r < NW; ++r)
+            AG_UNROLL
             for (int c = 0; c < KW; ++c) dw[std::size_t(n0 + r) * K + k0 + c] = sums[r * KW + c];
     } else {
+        AG_UNROLL
         for (int r = 0; r < NW; ++r)
+            AG_UNROLL
             for (int c = 0; c < KW; ++c) dw[std::size_t(n0 + r) * K + k0 + c] = pairwise8(acc[r][c]);
     }
 }
@@ -250,7 +320,13 @@ inline void layer_backward(const Layer& layer, const double* w, const Lanes& x, 
     bias_grad(layer, x, db);
     for (std::uint32_t n = N; n-- > 0;) {
         partial[layer.bias[n]] += db[n];
-        for (std::uint32_t k = 0; k < K; ++k) partial[layer.weight[std::size_t(n) * K + k]] += dw[std::size_t(n) * K + k];
+        const double* d = dw + std::size_t(n) * K;
+        if (layer.weight_matrix) {  // a row of distinct slots: in vectors
+            double* into = partial + layer.weight_base + std::size_t(n) * layer.weight_row;
+            for (std::uint32_t k = 0; k < K; ++k) into[k] += d[k];
+        } else {
+            for (std::uint32_t k = 0; k < K; ++k) partial[layer.weight[std::size_t(n) * K + k]] += d[k];
+        }
     }
 }
 
@@ -264,9 +340,11 @@ template <int NR>
 AG_INLINE void forward_one_block(const Layer& layer, const double* w, const double* bias, double* val,
                                  std::uint32_t n0, int rows) {
     double acc[NR];
+    AG_UNROLL
     for (int r = 0; r < NR; ++r) acc[r] = bias[r];
     for (std::uint32_t k = 0; k < layer.inputs; ++k) {
         const double xk = val[layer.x[k]];
+        AG_UNROLL
         for (int r = 0; r < NR; ++r) acc[r] = acc[r] + w[std::size_t(k) * NR + r] * xk;
     }
     for (int r = 0; r < rows; ++r) {
@@ -286,9 +364,11 @@ inline void layer_forward_one(const Layer& layer, const double* w, const double*
 template <int KR>
 AG_INLINE void input_grad_one_block(const Layer& layer, const double* w, double* grad, std::uint32_t k0, int rows) {
     double acc[KR];
+    AG_UNROLL
     for (int r = 0; r < KR; ++r) acc[r] = r < rows ? grad[layer.x[k0 + r]] : 0.0;
     for (std::uint32_t n = layer.neurons; n-- > 0;) {
         const double g = grad[layer.linear_slot(n)];
+        AG_UNROLL
         for (int r = 0; r < KR; ++r) acc[r] = acc[r] + w[std::size_t(n) * KR + r] * g;
     }
     for (int r = 0; r < rows; ++r) grad[layer.x[k0 + r]] = acc[r];
@@ -314,6 +394,93 @@ inline void layer_backward_one(const Layer& layer, const double* w, const Lanes&
     }
 }
 
+// A batch of one lane whose layer has a weight matrix (layers.hpp) reads the weights where
+// they are, in the invariant slots: packing them would cost more than the products. The same
+// sums again: the forward NR neurons at a time on scalars; the input gradients 8 * KV inputs
+// at a time, one vector lane per input (a weight row's neighbours are neighbouring inputs);
+// the weights' gradients a row at a time.
+
+template <int NR>
+AG_INLINE void forward_in_place_block(const Layer& layer, const double* shared, double* val, std::uint32_t n0) {
+    const double* w = shared + layer.weight_base + std::size_t(n0) * layer.weight_row;
+    const std::size_t row = layer.weight_row;
+    double acc[NR];
+    AG_UNROLL
+    for (int r = 0; r < NR; ++r) acc[r] = shared[layer.bias[n0 + r]];
+    for (std::uint32_t k = 0; k < layer.inputs; ++k) {
+        const double xk = val[layer.x[k]];
+        AG_UNROLL
+        for (int r = 0; r < NR; ++r) acc[r] = acc[r] + w[r * row + k] * xk;
+    }
+    AG_UNROLL
+    for (int r = 0; r < NR; ++r) {
+        double* out = val + layer.linear_slot(n0 + r);
+        if (layer.keep_linear) out[0] = acc[r];
+        if (layer.relu) out[1] = rules::Relu::forward(acc[r], acc[r]);
+    }
+}
+
+template <int NR>
+inline void layer_forward_in_place(const Layer& layer, const Lanes& x) {
+    const std::uint32_t N = layer.neurons, whole = N / NR * NR;
+    for (std::uint32_t n0 = 0; n0 < whole; n0 += NR) forward_in_place_block<NR>(layer, x.inv, x.val, n0);
+    for (std::uint32_t n = whole; n < N; ++n) forward_in_place_block<1>(layer, x.inv, x.val, n);
+}
+
+// Inputs [k0, k0 + 8 * KV): dx_k (+)= w_nk * g_n for n = N-1 down to 0.
+template <int KV>
+AG_INLINE void input_grad_in_place_block(const Layer& layer, const double* w, double* grad, std::uint32_t k0) {
+    const std::size_t row = layer.weight_row;
+    double lanes[8 * KV];
+    AG_UNROLL
+    for (int j = 0; j < 8 * KV; ++j) lanes[j] = grad[layer.x[k0 + j]];
+    Vec8 acc[KV];
+    AG_UNROLL
+    for (int v = 0; v < KV; ++v) acc[v] = load8(lanes + 8 * v);
+    for (std::uint32_t n = layer.neurons; n-- > 0;) {
+        const Vec8 g = splat8(grad[layer.linear_slot(n)]);
+        const double* wn = w + n * row + k0;
+        AG_UNROLL
+        for (int v = 0; v < KV; ++v) acc[v] = acc[v] + load8(wn + 8 * v) * g;
+    }
+    AG_UNROLL
+    for (int v = 0; v < KV; ++v) store8(lanes + 8 * v, acc[v]);
+    AG_UNROLL
+    for (int j = 0; j < 8 * KV; ++j) grad[layer.x[k0 + j]] = lanes[j];
+}
+
+// scratch: room for K numbers.
+template <int KV>
+inline void layer_backward_in_place(const Layer& layer, const Lanes& x, double* grads, double* scratch) {
+    const std::uint32_t N = layer.neurons, K = layer.inputs;
+    const std::size_t row = layer.weight_row;
+    const double* w = x.inv + layer.weight_base;
+    if (layer.relu) {
+        for (std::uint32_t n = 0; n < N; ++n) {
+            const std::uint32_t s = layer.linear_slot(n);
+            const double out = x.val[s + 1], slope = rules::Relu::derivative(out, out, out);
+            x.grad[s] = (layer.keep_linear ? x.grad[s] : 0.0) + slope * x.grad[s + 1];
+        }
+    }
+    const std::uint32_t whole = K / (8 * KV) * (8 * KV);
+    for (std::uint32_t k0 = 0; k0 < whole; k0 += 8 * KV) input_grad_in_place_block<KV>(layer, w, x.grad, k0);
+    for (std::uint32_t k = whole; k < K; ++k) {
+        double acc = x.grad[layer.x[k]];
+        for (std::uint32_t n = N; n-- > 0;) acc = acc + w[n * row + k] * x.grad[layer.linear_slot(n)];
+        x.grad[layer.x[k]] = acc;
+    }
+    double* in = scratch;
+    for (std::uint32_t k = 0; k < K; ++k) in[k] = x.val[layer.x[k]];
+    for (std::uint32_t n = N; n-- > 0;) {
+        const double g = x.grad[layer.linear_slot(n)];
+        grads[layer.bias[n]] += g;
+        double* dw = grads + layer.weight_base + n * row;
+        const std::uint32_t vectors = K / 8 * 8;
+        for (std::uint32_t k = 0; k < vectors; k += 8) store8(dw + k, load8(dw + k) + load8(in + k) * splat8(g));
+        for (std::uint32_t k = vectors; k < K; ++k) dw[k] += in[k] * g;
+    }
+}
+
 // ---- one set of kernels per instruction set -------------------------------------------
 
 // A layer's weights packed for the kernels of its replay, refreshed at every forward.
@@ -327,8 +494,10 @@ struct LayerKernels {
     void (*pack)(const Layer&, const double* shared, PackedLayer&);
     void (*forward)(const Layer&, const PackedLayer&, const Lanes&);
     void (*backward)(const Layer&, const PackedLayer&, const Lanes&, double* partial, double* scratch);
-    void (*forward_one)(const Layer&, const PackedLayer&, const Lanes&);  // a batch of one lane
-    void (*backward_one)(const Layer&, const PackedLayer&, const Lanes&, double* grads);
+    void (*forward_one)(const Layer&, const PackedLayer&, const Lanes&);
+    // A batch of one lane. The packed weights are read only for a layer without a weight
+    // matrix; scratch: room for K numbers.
+    void (*backward_one)(const Layer&, const PackedLayer&, const Lanes&, double* grads, double* scratch);
 };
 
 // Forward: NR neurons x LV vectors of lanes per block; backward: KR inputs x LB vectors (dx),
@@ -350,10 +519,17 @@ struct Blocked {
         layer_backward<KR, LB, NW, KW>(layer, p.backward.data(), x, partial, scratch);
     }
     AG_INLINE static void forward_one(const Layer& layer, const PackedLayer& p, const Lanes& x) {
-        layer_forward_one<NR>(layer, p.forward.data(), p.bias.data(), x);
+        if (layer.weight_matrix)
+            layer_forward_in_place<8>(layer, x);
+        else
+            layer_forward_one<NR>(layer, p.forward.data(), p.bias.data(), x);
     }
-    AG_INLINE static void backward_one(const Layer& layer, const PackedLayer& p, const Lanes& x, double* grads) {
-        layer_backward_one<KR>(layer, p.backward.data(), x, grads);
+    AG_INLINE static void backward_one(const Layer& layer, const PackedLayer& p, const Lanes& x, double* grads,
+                                       double* scratch) {
+        if (layer.weight_matrix)
+            layer_backward_in_place<KR>(layer, x, grads, scratch);
+        else
+            layer_backward_one<KR>(layer, p.backward.data(), x, grads);
     }
 };
 
@@ -388,20 +564,23 @@ inline void forward_one_avx512(const Layer& l, const PackedLayer& p, const Lanes
     BlockedAvx512::forward_one(l, p, x);
 }
 AG_LAYER_TARGET("avx512f")
-inline void backward_one_avx512(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads) {
-    BlockedAvx512::backward_one(l, p, x, grads);
+inline void backward_one_avx512(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads,
+                                double* scratch) {
+    BlockedAvx512::backward_one(l, p, x, grads, scratch);
 }
 AG_LAYER_TARGET("avx2")
 inline void forward_one_avx2(const Layer& l, const PackedLayer& p, const Lanes& x) { BlockedAvx2::forward_one(l, p, x); }
 AG_LAYER_TARGET("avx2")
-inline void backward_one_avx2(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads) {
-    BlockedAvx2::backward_one(l, p, x, grads);
+inline void backward_one_avx2(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads,
+                                double* scratch) {
+    BlockedAvx2::backward_one(l, p, x, grads, scratch);
 }
 inline void forward_one_baseline(const Layer& l, const PackedLayer& p, const Lanes& x) {
     BlockedBaseline::forward_one(l, p, x);
 }
-inline void backward_one_baseline(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads) {
-    BlockedBaseline::backward_one(l, p, x, grads);
+inline void backward_one_baseline(const Layer& l, const PackedLayer& p, const Lanes& x, double* grads,
+                                double* scratch) {
+    BlockedBaseline::backward_one(l, p, x, grads, scratch);
 }
 inline void forward_baseline(const Layer& l, const PackedLayer& p, const Lanes& x) {
     BlockedBaseline::forward(l, p, x);

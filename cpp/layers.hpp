@@ -35,6 +35,12 @@ struct Layer {
     std::vector<std::uint8_t> x_fresh;  // per input: this layer adds to its gradient first
     std::vector<std::uint32_t> weight;  // invariant slots, weight[n * K + k]
     std::vector<std::uint32_t> bias;    // invariant slots, one per neuron
+    // Whether the weights' slots form a matrix, weight[n * K + k] = weight_base +
+    // n * weight_row + k with weight_row >= K (a model's parameters, created neuron by neuron,
+    // do): then a batch of one lane reads them in place instead of packing them first, and a
+    // tile adds their gradients a row at a time (each neuron's bias still before its row).
+    bool weight_matrix = false;
+    std::uint32_t weight_base = 0, weight_row = 0;
 
     std::uint32_t stride() const { return relu ? 2 : 1; }
     std::uint32_t linear_slot(std::uint32_t n) const { return first + n * stride(); }
@@ -80,6 +86,19 @@ inline bool same_inputs(const TapePart& lane, std::uint32_t i, std::uint32_t j) 
 
 inline bool relu_of(const TapePart& lane, std::uint32_t r, std::uint32_t i) {
     return r < lane.n_slots() && lane.op[r] == Op::Relu && lane.a[r] == i;
+}
+
+// Sets layer.weight_matrix (and its base and row) when the weights' slots form a matrix.
+inline void find_weight_matrix(Layer& layer) {
+    const std::uint32_t N = layer.neurons, K = layer.inputs, base = layer.weight[0];
+    const std::uint32_t row = N > 1 ? layer.weight[K] - base : K;
+    if (N > 1 && layer.weight[K] < base + K) return;  // rows out of order, or overlapping
+    for (std::uint32_t n = 0; n < N; ++n)
+        for (std::uint32_t k = 0; k < K; ++k)
+            if (layer.weight[std::size_t(n) * K + k] != std::uint64_t(base) + std::uint64_t(n) * row + k) return;
+    layer.weight_matrix = true;
+    layer.weight_base = base;
+    layer.weight_row = row;
 }
 
 }  // namespace detail
@@ -141,6 +160,7 @@ inline LanePlan plan_lanes(const Tape& tape) {
             layer.bias.push_back(slot_of(neuron[0]));
             for (std::uint32_t k = 0; k < layer.inputs; ++k) layer.weight.push_back(slot_of(neuron[1 + 2 * k]));
         }
+        detail::find_weight_matrix(layer);
         layer.keep_linear = !layer.relu;
         for (std::uint32_t m = 0; m < n && !layer.keep_linear; ++m) {
             const std::uint32_t s = layer.linear_slot(m);

@@ -130,16 +130,23 @@ AG_HOST_DEVICE inline void accumulate_one(const OneLane<Packed>& x, Sink& sink, 
         x.grad(ref) += c;
 }
 
+// Node i's backward, its gradient being g.
 template <Op O, bool Packed, typename Sink>
-AG_HOST_DEVICE inline void backward_one(const TapeView& t, const OneLane<Packed>& x, Sink& sink, std::uint32_t i) {
+AG_HOST_DEVICE inline void backward_one(const TapeView& t, const OneLane<Packed>& x, Sink& sink, std::uint32_t i,
+                                        double g) {
     using Info = OpInfo<O>;
     using Rule = typename Info::Rule;
-    const double out = x.value(i), g = x.grad(i);
+    const double out = x.value(i);
     const std::uint32_t a = t.a[i], b = t.b[i];
     if constexpr (Info::kind == Kind::Unary) {
         accumulate_one(x, sink, a, Rule::derivative(x.operand(a), x.operand(b), out) * g);
     } else if constexpr (Info::kind == Kind::Binary) {
         const Partials d = Rule::derivatives(x.operand(a), x.operand(b), out);
+        if (a == b && !is_invariant(a)) {  // `p * p`: both additions in a register, in order
+            double& r = x.grad(a);
+            r = (r + d.da * g) + d.db * g;
+            return;
+        }
         accumulate_one(x, sink, a, d.da * g);
         accumulate_one(x, sink, b, d.db * g);
     } else if constexpr (is_selection<Rule>) {
@@ -159,6 +166,11 @@ AG_HOST_DEVICE inline void backward_one(const TapeView& t, const OneLane<Packed>
             }
         }
     }
+}
+
+template <Op O, bool Packed, typename Sink>
+AG_HOST_DEVICE inline void backward_one(const TapeView& t, const OneLane<Packed>& x, Sink& sink, std::uint32_t i) {
+    backward_one<O>(t, x, sink, i, x.grad(i));
 }
 
 // ---- blocks of lanes -------------------------------------------------------------------
@@ -351,12 +363,31 @@ AG_HOST_DEVICE inline void backward_block(const TapeView& t, const Lanes& x, Sin
 // (through visit's lambda it made a call per node, which is most of a node's cost here).
 // A run of nodes of one op (`p * p` for every parameter of an L2 term) stays in its case: a
 // well-predicted loop instead of an indirect jump per node.
+//
+// A run that a `sum` of exactly its nodes, in order, follows (`sum([p * p for p in params])`)
+// is added up as it is computed: the sum's chain of dependent additions then overlaps the
+// run's own work instead of waiting for all of it. The same additions in the same order.
+
 template <Op O, bool Packed>
 AG_HOST_DEVICE inline std::uint32_t forward_run(const TapeView& t, const OneLane<Packed>& x, std::uint32_t i,
                                                 std::uint32_t last) {
-    forward_one<O>(t, x, i);
-    while (i + 1 < last && t.op[i + 1] == O) forward_one<O>(t, x, ++i);
-    return i;  // the run's last node
+    std::uint32_t end = i + 1;
+    while (end < last && t.op[end] == O) ++end;
+    using Info = OpInfo<O>;
+    if constexpr (Info::kind == Kind::Unary || Info::kind == Kind::Binary) {
+        if (end < last && t.sums != nullptr && (t.sums[end] & kSumsRun) && end - t.b[end] == i) {
+            double acc = rules::Sum::start();
+            for (std::uint32_t j = i; j < end; ++j) {
+                const double v = Info::Rule::forward(x.operand(t.a[j]), x.operand(t.b[j]));
+                x.value(j) = v;
+                acc = rules::Sum::step(acc, v);
+            }
+            x.value(end) = acc;
+            return end;  // the sum
+        }
+    }
+    for (std::uint32_t j = i; j < end; ++j) forward_one<O>(t, x, j);
+    return end - 1;  // the run's last node
 }
 
 template <bool Packed>
@@ -391,9 +422,41 @@ AG_HOST_DEVICE inline void forward_sweep(const TapeView& t, const Lanes& x) { fo
 
 // Gradients flow from the rows already seeded (outputs) down to the first n_in rows (or,
 // for a range, from slot last - 1 down to first).
+//
+// A sum of exactly the run of nodes below it (as in forward_run) whose nodes read nothing in
+// the run: each node gets the sum's gradient just before its own backward, in one pass. Every
+// node's gradient slot gets the same additions in the same order as one pass after the other,
+// since no node in the run adds to another's.
+template <Op O, bool Packed, typename Sink>
+AG_HOST_DEVICE inline void backward_summed_run(const TapeView& t, const OneLane<Packed>& x, Sink& sink,
+                                               std::uint32_t first, std::uint32_t end, double g) {
+    for (std::uint32_t j = end; j-- > first;) {
+        // (not stored back: nothing reads a node's gradient after its own backward)
+        backward_one<O>(t, x, sink, j, x.grad(j) + rules::Sum::d_term(0.0, 0.0) * g);
+    }
+}
+
+// Whether the sum at slot i has its run fused as above; if so, runs it and returns true.
+template <bool Packed, typename Sink>
+AG_HOST_DEVICE inline bool backward_sum_of_run(const TapeView& t, const OneLane<Packed>& x, Sink& sink,
+                                               std::uint32_t first, std::uint32_t i) {
+    if (t.sums == nullptr || !(t.sums[i] & kSumsRunAlone) || t.b[i] > i - first) return false;
+    const std::uint32_t run = i - t.b[i];
+    const double g = x.grad(i);
+    visit(t.op[run], [&](auto info) {
+        using Info = decltype(info);
+        if constexpr (Info::kind == Kind::Unary || Info::kind == Kind::Binary)
+            backward_summed_run<Info::op>(t, x, sink, run, i, g);
+    });
+    return true;
+}
+
 template <Op O, bool Packed, typename Sink>
 AG_HOST_DEVICE inline std::uint32_t backward_run(const TapeView& t, const OneLane<Packed>& x, Sink& sink,
                                                  std::uint32_t first, std::uint32_t i) {
+    if constexpr (O == Op::Sum) {
+        if (backward_sum_of_run(t, x, sink, first, i)) return i - t.b[i];  // the run's first node
+    }
     backward_one<O>(t, x, sink, i);
     while (i > first && t.op[i - 1] == O) backward_one<O>(t, x, sink, --i);
     return i;  // the run's first node

@@ -160,7 +160,8 @@ public:
         // The kernels work in whole vectors of 8 lanes, or on one lane.
         layers_ = (width_ >= 8 || batch == 1) && !plan_.layers.empty();
         if (layers_)
-            for (std::size_t i = 0; i < plan_.layers.size(); ++i) kernels_.pack(plan_.layers[i], shared, packed_[i]);
+            for (std::size_t i = 0; i < plan_.layers.size(); ++i)
+                if (batch > 1 || !plan_.layers[i].weight_matrix) kernels_.pack(plan_.layers[i], shared, packed_[i]);
         const TapeView lane = tape_.lane.view();
         const std::size_t tile_size = std::size_t(lane.n_slots) * stride_;
         values_.resize(tiles_ * tile_size);
@@ -189,12 +190,11 @@ public:
         // Each tile's sums of the shared gradients, added below in tile order. A single
         // tile's sums are the result itself: adding them to 0.0 changes none of them (a sum
         // that starts at +0.0 is never -0.0).
+        // (Each tile's are zeroed by the thread that runs it, just before it adds to them.)
         const bool one_tile = tiles_ == 1;
         double* partials = shared_grads;
-        if (one_tile) {
-            std::fill_n(shared_grads, n_shared, 0.0);
-        } else {
-            partial_.assign(tiles_ * n_shared, 0.0);
+        if (!one_tile) {
+            partial_.resize(tiles_ * n_shared);
             partials = partial_.data();
         }
         const int threads = threads_for(batch_);
@@ -215,6 +215,7 @@ public:
             } else {
                 std::fill(scratch.grads.begin(), scratch.grads.end(), 0.0);
             }
+            std::fill_n(partials + std::size_t(tile) * n_shared, n_shared, 0.0);
             TileSink sink{partials + std::size_t(tile) * n_shared, x.grad + tile_size, stride_, inv.n_in};
             double c[kTileLanes];
             for (std::uint32_t j = 0; j < m; ++j) {
@@ -290,6 +291,7 @@ private:
     void backward_one_lane_batch(const double* seed, double* input_grads, double* shared_grads) {
         const TapeView lane = tape_.lane.view(), inv = tape_.invariant.view();
         scratch_.resize(1);
+        scratch_[0].layer.resize(scratch_size_);
         AlignedDoubles& grads = scratch_[0].grads;
         grads.assign(lane.n_slots, 0.0);
         std::fill_n(shared_grads, inv.n_slots, 0.0);
@@ -309,7 +311,7 @@ private:
                     backward_one(lane, x, sink, step.first, step.end);
                 else
                     kernels_.backward_one(plan_.layers[std::size_t(step.layer)], packed_[std::size_t(step.layer)], x,
-                                          shared_grads);
+                                          shared_grads, scratch_[0].layer.data());
             }
         }
         // The invariant part's slots are its own (no shared operands): its sink is never used.

@@ -51,13 +51,19 @@ public:
 
     const Tape& tape() const { return tape_; }
 
-    // params: the externals' current values (tape().n_externals of them); X: batch x n_inputs;
-    // Y: batch x n_outputs (all row-major).
+    // Where a caller may gather the externals' values for forward() to read in place.
+    double* parameter_buffer() {
+        shared_.resize(tape_.invariant.n_slots());
+        return shared_.data();
+    }
+
+    // params: the externals' current values (tape().n_externals of them), or
+    // parameter_buffer(); X: batch x n_inputs; Y: batch x n_outputs (all row-major).
     void forward(const double* params, const double* X, std::size_t batch, double* Y) {
         ready_ = false;  // until this forward has succeeded
         const TapeView inv = tape_.invariant.view();
         shared_.resize(inv.n_slots);
-        std::copy(params, params + tape_.n_externals, shared_.begin());
+        if (params != shared_.data()) std::copy(params, params + tape_.n_externals, shared_.begin());
         std::copy(tape_.constants.begin(), tape_.constants.end(), shared_.begin() + tape_.n_externals);
         forward_sweep(inv, Lanes{shared_.data(), nullptr, 1, 1, nullptr});
         lanes_->forward(X, batch, shared_.data(), Y);

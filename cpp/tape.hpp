@@ -41,12 +41,22 @@ struct TapeView {
     const std::uint32_t* a = nullptr;  // first operand; n-ary: offset into `nary`
     const std::uint32_t* b = nullptr;  // second operand (unary: repeats a); n-ary: count
     const std::uint32_t* nary = nullptr;
+    // Per slot, for the one-lane walks (replay.hpp): kSumsRun if the slot is a sum of exactly
+    // the run of nodes below it; null: none is marked.
+    const std::uint8_t* sums = nullptr;
 };
+
+// A sum of exactly the slots [i - count, i), in order, all of one unary or binary op
+// (`sum([p * p for p in params])`) ...
+constexpr std::uint8_t kSumsRun = 1;
+// ... whose nodes read nothing in that run.
+constexpr std::uint8_t kSumsRunAlone = 2;
 
 struct TapePart {
     std::uint32_t n_in = 0;
     std::vector<Op> op;  // one per slot; Op::Leaf for the first n_in
     std::vector<std::uint32_t> a, b, nary;
+    std::vector<std::uint8_t> sums;  // per slot: kSumsRun, kSumsRunAlone (mark_sums)
 
     std::uint32_t n_slots() const { return std::uint32_t(op.size()); }
     std::uint32_t n_ops() const { return n_slots() - n_in; }
@@ -56,7 +66,28 @@ struct TapePart {
         a.push_back(0);
         b.push_back(0);
     }
-    TapeView view() const { return {n_in, n_slots(), op.data(), a.data(), b.data(), nary.data()}; }
+    TapeView view() const {
+        return {n_in, n_slots(), op.data(), a.data(), b.data(), nary.data(), sums.empty() ? nullptr : sums.data()};
+    }
+
+    // Marks the sums of runs (kSumsRun, kSumsRunAlone).
+    void mark_sums() {
+        sums.assign(n_slots(), 0);
+        for (std::uint32_t i = n_in; i < n_slots(); ++i) {
+            const std::uint32_t count = b[i];
+            if (op[i] != Op::Sum || count == 0 || count > i - n_in) continue;
+            const std::uint32_t run = i - count;
+            const Op o = op[run];
+            if (!is_unary(o) && !is_binary(o)) continue;
+            bool exact = true, alone = true;
+            for (std::uint32_t k = 0; k < count && exact; ++k) {
+                const std::uint32_t j = run + k;
+                exact = nary[a[i] + k] == j && op[j] == o;
+                alone = alone && (is_invariant(a[j]) || a[j] < run) && (is_invariant(b[j]) || b[j] < run);
+            }
+            if (exact) sums[i] = std::uint8_t(kSumsRun | (alone ? kSumsRunAlone : 0));
+        }
+    }
 };
 
 struct Tape {
@@ -160,6 +191,8 @@ inline std::vector<NodeId> record(const Arena& graph, NodeId fence, const std::v
         }
     }
     for (NodeId id : outputs) tape.outputs.push_back(ref_of(id));
+    tape.invariant.mark_sums();
+    tape.lane.mark_sums();
     if (tape.lane.n_slots() >= kInvariant || tape.invariant.n_slots() >= kInvariant)
         throw std::length_error("record: the traced graph is too large for a tape");
     return externals;

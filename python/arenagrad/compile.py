@@ -39,6 +39,14 @@ def _cuda_unavailable() -> str | None:
 
 def _as_matrix(array: Any, cols: int, what: str) -> np.ndarray:
     """A C-contiguous float64 (rows, cols) array, or a clear TypeError/ValueError."""
+    if (  # already one: the common case, checked first (a training step makes four calls)
+        type(array) is np.ndarray
+        and array.dtype == np.float64
+        and array.ndim == 2
+        and array.shape[1] == cols
+        and array.flags.c_contiguous
+    ):
+        return array
     if isinstance(array, np.ndarray):
         if _refuse_not_real(array, what).dtype != np.float64:
             raise TypeError(
@@ -54,6 +62,11 @@ def _as_matrix(array: Any, cols: int, what: str) -> np.ndarray:
     if array.ndim != 2 or array.shape[1] != cols:
         raise ValueError(f"{what} must have shape (batch, {cols}), not {array.shape}")
     return np.ascontiguousarray(array)
+
+
+# forward()'s X when fn takes no inputs: one lane (read-only, never written).
+_ONE_LANE_NO_INPUTS = np.empty((1, 0))
+_ONE_LANE_NO_INPUTS.flags.writeable = False
 
 
 class Compiled:
@@ -115,7 +128,7 @@ class Compiled:
         if X is None:
             if self.n_inputs != 0:
                 raise TypeError(f"forward() needs X of shape (batch, {self.n_inputs})")
-            X = np.empty((1, 0))
+            X = _ONE_LANE_NO_INPUTS
         Y = self._replay.forward(_as_matrix(X, self.n_inputs, "X"))
         self._batch = None
         if self._take_limits.size:
@@ -145,6 +158,15 @@ class Compiled:
         shape (B, n_inputs), and adds into every parameter's .grad its sum over lanes."""
         if self._batch is None:
             raise RuntimeError("backward() needs a forward() first")
+        if (  # a float64 vector of the batch's length for a one-output function: the common case
+            self._single
+            and type(seed) is np.ndarray
+            and seed.dtype == np.float64
+            and seed.shape == (self._batch,)
+            and seed.flags.c_contiguous
+            and not self._take_limits.size
+        ):
+            return self._replay.backward(seed.reshape(-1, 1))
         if seed is not None:
             if self._single:
                 shape = getattr(seed, "shape", None)
