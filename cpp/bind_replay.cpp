@@ -118,10 +118,10 @@ public:
         if (X.ndim() != 2 || std::size_t(X.shape(1)) != tape.n_inputs())
             throw py::value_error("X must have shape (batch, n_inputs)");
         const std::size_t batch = std::size_t(X.shape(0));
+        Matrix Y({batch, tape.outputs.size()});  // first: if it fails, the last forward stands
         const double* data = arena().data.data();
         double* params = replay_.parameter_buffer();
         for_runs([&](std::size_t e, NodeId id, std::size_t n) { std::copy(data + id, data + id + n, params + e); });
-        Matrix Y({batch, tape.outputs.size()});
         const double* x = X.data();
         double* y = Y.mutable_data();
         without_gil([&] { replay_.forward(params, x, batch, y); });

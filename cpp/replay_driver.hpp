@@ -51,8 +51,11 @@ public:
 
     const Tape& tape() const { return tape_; }
 
-    // Where a caller may gather the externals' values for forward() to read in place.
+    // Where a caller may gather the externals' values for forward() to read in place. The last
+    // forward's values live there too: writing into it ends that forward (no backward through
+    // it until the next forward has succeeded).
     double* parameter_buffer() {
+        ready_ = false;
         shared_.resize(tape_.invariant.n_slots());
         return shared_.data();
     }

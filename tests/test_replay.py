@@ -401,6 +401,19 @@ def test_backward_uses_the_parameters_of_its_forward():
     assert p.grad == 12.0  # 2 * p * x at p = 2
 
 
+def test_a_forward_that_fails_leaves_the_last_one_to_go_back_through():
+    # The result cannot be allocated (2**50 lanes): the forward before it stands, with the
+    # parameters it read, instead of its lane values against the new parameters.
+    p, q = native.Value(2.0), native.Value(3.0)
+    f = arenagrad.compile(lambda: p * q, 0)
+    assert f.forward()[0] == 6.0
+    q.data = 5.0
+    with pytest.raises((MemoryError, ValueError)):
+        f.forward(np.empty((2**50, 0)))
+    f.backward()
+    assert (p.grad, q.grad) == (3.0, 2.0)
+
+
 def test_grads_accumulate_like_micrograd():
     p = native.Value(1.0)
     f = arenagrad.compile(lambda x: x * p, 1)
