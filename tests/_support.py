@@ -146,6 +146,16 @@ def assert_same(x: float, y: float, what: str = "", rel: float = REL) -> None:
     assert same(x, y, rel), f"{what}: {x!r} != {y!r}" if what else f"{x!r} != {y!r}"
 
 
+def assert_lane_sums(got: list[float], lane_grads: list[list[float]], rel: float = 1e-12) -> None:
+    """A replay's parameter gradients (got[i]) against the sum over lanes of each lane's eager
+    gradients (lane_grads[lane][i]): equal to `rel` of the sum of their magnitudes (the lanes
+    are added in another order, so terms that cancel may leave a last-bit difference)."""
+    for i, g in enumerate(got):
+        want = sum(grads[i] for grads in lane_grads)
+        scale = sum(abs(grads[i]) for grads in lane_grads)
+        assert abs(g - want) <= rel * scale, (i, g, want)
+
+
 # ----------------------------------------------------------------------------- C math
 # Expected values come from C's libm (what the native engine calls) through ctypes, so that
 # they are computed independently of the oracle's Python helpers. Division and the
