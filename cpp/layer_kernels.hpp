@@ -45,56 +45,49 @@ namespace arenagrad {
 
 // ---- packing: the weights in the order the kernels read them --------------------------
 
-// Forward: [neuron block of NR][input k][neuron in block], bias [neuron] (padding: 0).
-// weight(n, k): the value of neuron n's k-th weight.
-template <int NR, typename Weight>
-inline void pack_forward_from(const Layer& layer, Weight weight, double* w) {
-    const std::uint32_t N = layer.neurons, K = layer.inputs, blocks = (N + NR - 1) / NR;
-    for (std::uint32_t nb = 0; nb < blocks; ++nb)
-        for (std::uint32_t k = 0; k < K; ++k)
-            for (std::uint32_t r = 0; r < NR; ++r) {
-                const std::uint32_t n = nb * NR + r;
-                w[(std::size_t(nb) * K + k) * NR + r] = n < N ? weight(n, k) : 0.0;
-            }
+// Calls pack(weight), where weight(n, k) is neuron n's k-th weight in `shared`: read from
+// the matrix of slots where the layer has one (no index to read per weight), else through
+// the layer's index of slots.
+template <typename Pack>
+inline void with_weights(const Layer& layer, const double* shared, Pack pack) {
+    if (layer.weight_matrix) {
+        const double* m = shared + layer.weight_base;
+        const std::size_t row = layer.weight_row;
+        pack([m, row](std::uint32_t n, std::uint32_t k) { return m[n * row + k]; });
+    } else {
+        const std::uint32_t* slot = layer.weight.data();
+        const std::size_t K = layer.inputs;
+        pack([shared, slot, K](std::uint32_t n, std::uint32_t k) { return shared[slot[n * K + k]]; });
+    }
 }
 
+// Forward: [neuron block of NR][input k][neuron in block], bias [neuron] (padding: 0).
 template <int NR>
 inline void pack_forward(const Layer& layer, const double* shared, double* w, double* bias) {
     const std::uint32_t N = layer.neurons, K = layer.inputs, blocks = (N + NR - 1) / NR;
-    if (layer.weight_matrix) {  // no index to read per weight
-        const double* m = shared + layer.weight_base;
-        const std::size_t row = layer.weight_row;
-        pack_forward_from<NR>(layer, [&](std::uint32_t n, std::uint32_t k) { return m[n * row + k]; }, w);
-    } else {
-        pack_forward_from<NR>(
-            layer, [&](std::uint32_t n, std::uint32_t k) { return shared[layer.weight[std::size_t(n) * K + k]]; }, w);
-    }
+    with_weights(layer, shared, [&](auto weight) {
+        for (std::uint32_t nb = 0; nb < blocks; ++nb)
+            for (std::uint32_t k = 0; k < K; ++k)
+                for (std::uint32_t r = 0; r < NR; ++r) {
+                    const std::uint32_t n = nb * NR + r;
+                    w[(std::size_t(nb) * K + k) * NR + r] = n < N ? weight(n, k) : 0.0;
+                }
+    });
     for (std::uint32_t n = 0; n < blocks * NR; ++n) bias[n] = n < N ? shared[layer.bias[n]] : 0.0;
 }
 
 // Backward: [input block of KR][neuron n][input in block] (padding: 0).
-template <int KR, typename Weight>
-inline void pack_backward_from(const Layer& layer, Weight weight, double* w) {
-    const std::uint32_t N = layer.neurons, K = layer.inputs, blocks = (K + KR - 1) / KR;
-    for (std::uint32_t kb = 0; kb < blocks; ++kb)
-        for (std::uint32_t n = 0; n < N; ++n)
-            for (std::uint32_t r = 0; r < KR; ++r) {
-                const std::uint32_t k = kb * KR + r;
-                w[(std::size_t(kb) * N + n) * KR + r] = k < K ? weight(n, k) : 0.0;
-            }
-}
-
 template <int KR>
 inline void pack_backward(const Layer& layer, const double* shared, double* w) {
-    const std::uint32_t K = layer.inputs;
-    if (layer.weight_matrix) {
-        const double* m = shared + layer.weight_base;
-        const std::size_t row = layer.weight_row;
-        pack_backward_from<KR>(layer, [&](std::uint32_t n, std::uint32_t k) { return m[n * row + k]; }, w);
-    } else {
-        pack_backward_from<KR>(
-            layer, [&](std::uint32_t n, std::uint32_t k) { return shared[layer.weight[std::size_t(n) * K + k]]; }, w);
-    }
+    const std::uint32_t N = layer.neurons, K = layer.inputs, blocks = (K + KR - 1) / KR;
+    with_weights(layer, shared, [&](auto weight) {
+        for (std::uint32_t kb = 0; kb < blocks; ++kb)
+            for (std::uint32_t n = 0; n < N; ++n)
+                for (std::uint32_t r = 0; r < KR; ++r) {
+                    const std::uint32_t k = kb * KR + r;
+                    w[(std::size_t(kb) * N + n) * KR + r] = k < K ? weight(n, k) : 0.0;
+                }
+    });
 }
 
 template <int NR>
