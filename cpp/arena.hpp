@@ -296,10 +296,14 @@ public:
             } else {
                 move_extras_from(n);
             }
-        } else if (op.sparse() || nary.sparse()) {  // only look at memory when some is free
+        } else if (memory_unused()) {
             give_back_memory();
         }
     }
+
+    // Gives back now the memory that the nodes and the side table do not use (compact() from
+    // Python; the arena itself waits until memory_unused()).
+    void give_back_free_memory() { give_back_memory(); }
 
     // What compaction walks and may free: the nodes plus the n-ary side table's entries. Both
     // count, since a wide `linear` adds one node but thousands of entries (a 20k-input neuron
@@ -319,7 +323,7 @@ public:
     void compact(Relocate relocate) {
         if (compaction_blocked > 0) return;
         break_dead_cycles();
-        const std::size_t n = size();
+        const std::size_t n = size(), footprint_before = footprint();
         scratch_.assign(n, Mark::No);  // keep[i]
         Mark* keep = scratch_.data();
         for (std::size_t i = n; i-- > 0;) {
@@ -372,7 +376,8 @@ public:
         extras_.truncate(extras_next);
         compact_at_ = std::max<std::size_t>(kMinCompactSize, 2 * footprint());
         ++compactions_;
-        give_back_memory();  // what the dropped nodes held, if most of it
+        note_dropped(footprint_before);
+        if (memory_unused()) give_back_memory();
         ++compaction_blocked;  // a compaction from the Python code that frees extras would recurse
         release_dropped();
         --compaction_blocked;
@@ -458,7 +463,7 @@ private:
     // Truncates the nodes without an owner on top, with their n-ary operand lists; returns
     // the new size.
     std::size_t drop_unowned_top() {
-        const std::size_t top = size();
+        const std::size_t top = size(), footprint_before = footprint();
         std::size_t n = top;
         while (n > 0 && owner[n - 1] == nullptr) {
             --n;
@@ -472,8 +477,26 @@ private:
         if (n < top) {
             truncate_nodes(n);
             if (n == 0) nary.clear();
+            note_dropped(footprint_before);
         }
         return n;
+    }
+
+    // Memory is given back only once it has gone unused: since the arena last filled a
+    // quarter of what it holds, it has dropped (truncated or compacted away) that much again.
+    // A loop that builds and drops a graph every step so keeps its memory: giving it back at
+    // the end of each step and taking it again cost a page fault per 4 kB of new nodes, every
+    // step. A one-off large graph's memory still goes back, once the work after it has shown
+    // that it is not needed.
+    void note_dropped(std::size_t footprint_before) {
+        const std::size_t held = node_capacity_ + nary.capacity();
+        if (4 * footprint_before >= held)
+            dropped_since_busy_ = 0;
+        else
+            dropped_since_busy_ += footprint_before - footprint();
+    }
+    bool memory_unused() const {
+        return (op.sparse() || nary.sparse()) && dropped_since_busy_ >= node_capacity_ + nary.capacity();
     }
 
     // Whether the side table has entries of nodes at or above `n` (dropped nodes').
@@ -510,7 +533,7 @@ private:
         }
         --compaction_blocked;
         truncating_ = false;
-        if (op.sparse() || nary.sparse()) give_back_memory();
+        if (memory_unused()) give_back_memory();
     }
 
     // Whether the top node of an arena of `n` nodes (n - 1) is a micrograd-style node owned
@@ -561,6 +584,7 @@ private:
     std::size_t live_handles_ = 0;
     std::size_t compactions_ = 0;
     std::size_t compact_at_ = kMinCompactSize;
+    std::size_t dropped_since_busy_ = 0;  // see note_dropped()
     std::size_t node_capacity_ = 0;  // min of the node arrays' capacities and node_limit_
     std::size_t node_limit_ = kMaxNodes;
 
@@ -630,6 +654,7 @@ private:
     __attribute__((noinline))
 #endif
     void give_back_memory() {
+        dropped_since_busy_ = 0;
         op.shrink_if_sparse();
         lhs.shrink_if_sparse();
         rhs.shrink_if_sparse();

@@ -21,6 +21,7 @@ PyObject* compact(PyObject*, PyObject*) {
     return guarded([&] {
         graph.truncate_dead_top();
         graph.compact(relocate_value);
+        graph.give_back_free_memory();
         Py_RETURN_NONE;
     });
 }
