@@ -9,13 +9,15 @@ Value), `idiomatic` (arenagrad.linear/sum/max and optim.Adam), `compiled` (arena
 --batch names of one length per step as lanes, over --compiled-steps steps, since each length
 is traced the first time it comes: tracing is part of the figure, spread over a run long enough
 to see every length several times). With --pypy, the pure-Python engine also runs under pypy3
-when it is installed. Each figure is the median of --repeat runs, alternated
-engine by engine; the ratios are against `python`.
+when it is installed. The ratios are against `python`.
 
-The eager engines time the same names: pure Python --steps / 4 steps, one per name, and the
-others --steps steps, going over those names again (a step's cost grows with the name's
-length, so other names would be another workload). Each runs one untimed step first: building
-the model and warming up are not part of a step.
+Each run is a process of its own, as a user's script is: a run in the process where another
+engine ran before inherits its heap and its garbage collector's state (arenagrad's step was
+~5% slower after a pure-Python run). Runs alternate engine by engine, --repeat times, and each
+figure is the median. The eager engines time the same --steps names, one step each, after one
+untimed step: building the model and warming up are not part of a step. Pure Python's step
+varies 2-3x from step to step (its garbage collector's full passes over the graphs' objects
+take about half of its time), so it is timed over all of them too.
 """
 
 from __future__ import annotations
@@ -42,42 +44,40 @@ def load_example() -> ModuleType:
     return module
 
 
-def time_engine(
-    gpt: ModuleType, engine: str, steps: int, batch: int, names: int
-) -> tuple[float, float]:
+def time_engine(gpt: ModuleType, engine: str, steps: int, batch: int) -> tuple[float, float]:
     """(seconds per step, tokens per step). The compiled engine: `steps` steps, tracing included.
-    An eager engine: one step, then `steps` steps over the first `names` names in turn (whole
-    passes), timed from the end of the first step: building the model and warming up are not
-    part of a step."""
+    An eager engine: one step, then `steps` steps over the first `steps` names, timed from the
+    end of the first step: building the model and warming up are not part of a step."""
     docs = gpt.make_names()
     if engine == "compiled":
         start = time.perf_counter()
         tokens = gpt.train_compiled(steps, batch, docs=docs)[2]
         elapsed = time.perf_counter() - start
         return elapsed / steps, tokens / steps
-    docs = docs[:names]
     tokenizer = gpt.Tokenizer(docs)
     tokens = sum(
-        len(tokenizer.encode(docs[k % len(docs)])[: gpt.BLOCK_SIZE + 1]) - 1
-        for k in range(1, steps + 1)
+        len(tokenizer.encode(docs[k])[: gpt.BLOCK_SIZE + 1]) - 1 for k in range(1, steps + 1)
     )
     ends: list[float] = []
     gpt.train(engine, steps + 1, docs=docs, log=lambda _: ends.append(time.perf_counter()))
     return (ends[-1] - ends[0]) / steps, tokens / steps
 
 
-def pypy_time(steps: int) -> tuple[float, float] | None:
+def run_alone(python: str, engine: str, args: argparse.Namespace) -> tuple[float, float]:
+    """time_engine() in a process of its own, run by the interpreter `python`."""
+    command = [python, __file__, "--in-process", "--json", "--engines", engine, "--repeat", "1"]
+    command += ["--steps", str(args.steps), "--batch", str(args.batch)]
+    command += ["--compiled-steps", str(args.compiled_steps)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{engine} run failed:\n{done.stderr}")
+    figures = json.loads(done.stdout.splitlines()[-1])[engine]
+    return figures["seconds_per_step"], figures["tokens_per_step"]
+
+
+def pypy_time(args: argparse.Namespace) -> tuple[float, float] | None:
     pypy = shutil.which("pypy3")
-    if pypy is None:
-        return None
-    done = subprocess.run(
-        [pypy, __file__, "--engines", "python", "--steps", str(steps), "--repeat", "1", "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    figures = json.loads(done.stdout.splitlines()[-1])
-    return figures["python"]["seconds_per_step"], figures["python"]["tokens_per_step"]
+    return None if pypy is None else run_alone(pypy, "python", args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pypy", action="store_true")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run here, not a process per run (used by each run)",
+    )
     args = parser.parse_args(argv)
     engines = args.engines.split(",")
     for engine in engines:
@@ -100,20 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1:
         parser.error("--steps must be at least 1")
 
-    gpt = load_example()
     runs: dict[str, list[tuple[float, float]]] = {engine: [] for engine in engines}
-    # Every eager engine times whole passes over the same names (a step's cost depends on the
-    # name's length): pure Python one pass (~0.2-0.7 s a step), the others as many as fit.
-    python_steps = max(1, args.steps // 4)
+    gpt = load_example() if args.in_process else None
     for _ in range(args.repeat):
         for engine in engines:  # alternated, so a busy spell hits every engine alike
-            steps = python_steps * max(1, args.steps // python_steps)
-            if engine == "python":
-                steps = python_steps
-            elif engine == "compiled":
-                steps = args.compiled_steps
-            runs[engine].append(time_engine(gpt, engine, steps, args.batch, python_steps))
-    if args.pypy and (figure := pypy_time(args.steps)) is not None:
+            steps = args.compiled_steps if engine == "compiled" else args.steps
+            if gpt is not None:
+                runs[engine].append(time_engine(gpt, engine, steps, args.batch))
+            else:
+                runs[engine].append(run_alone(sys.executable, engine, args))
+    if args.pypy and (figure := pypy_time(args)) is not None:
         runs["python (pypy3)"] = [figure]
 
     figures = {
@@ -128,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     base = figures.get("python")
     print(
-        f"GPT of examples/gpt.py: {args.steps} steps ({python_steps} in pure Python, "
-        f"{args.compiled_steps} compiled), median of {args.repeat}"
+        f"GPT of examples/gpt.py: {args.steps} steps ({args.compiled_steps} compiled), "
+        f"median of {args.repeat} runs, each in a process of its own"
     )
     print("| engine | ms per step | tokens per step | tokens per second | vs python (tokens/s) |")
     print("|---|---|---|---|---|")
