@@ -346,7 +346,15 @@ public:
             const bool has_extras = extra < extras_.size() && extras_[extra].id == i;
             if (keep[i] == Mark::No) {
                 if (has_extras) dropped_.push_back_unchecked(extras_[extra++]);  // reserved
-                if (op[i] == Op::PyBackward) --py_backward_nodes_;
+                if (py_backward_nodes_ > 0) {
+                    if (op[i] == Op::PyBackward) --py_backward_nodes_;
+                } else {
+                    // Nothing left to count: jump the run of dead nodes (most of a dropped
+                    // graph) up to the next kept node or the next node with extras.
+                    const std::size_t stop = extra < extras_.size() ? std::size_t(extras_[extra].id) : n;
+                    const void* kept = std::memchr(keep + i + 1, int(Mark::Yes), stop - (i + 1));
+                    i = kept != nullptr ? std::size_t(static_cast<const Mark*>(kept) - keep) - 1 : stop - 1;
+                }
                 continue;
             }
             new_id[i] = NodeId(next);
