@@ -218,7 +218,7 @@ PyObject* module_zero_grad(PyObject*, PyObject* values) {
 
 // no_grad()'s switch for the calling thread (python/arenagrad/grad_mode.py is the public side).
 PyObject* enter_no_grad(PyObject*, PyObject*) {
-    if (trace_open)  // its ops would make leaves: constants of the tape (trace.hpp)
+    if (tracing())  // its ops would make leaves: constants of the tape (trace.hpp)
         return PyErr_Format(PyExc_RuntimeError,
                             "no_grad() inside a function that arenagrad.compile() traces: its ops would make "
                             "leaves, frozen into the tape with the placeholders' values (v.detach() stops a "

@@ -35,6 +35,7 @@ PyObject* trace_begin(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     open_trace.n_inputs = std::size_t(n_inputs);
     open_trace.take_indices = indices;
     trace_open = true;
+    ++threads_tracing;
     Py_RETURN_NONE;
 }
 
@@ -45,6 +46,7 @@ PyObject* trace_end(PyObject*, PyObject*) {
     Py_CLEAR(open_trace.fence);
     open_trace.take_indices = nullptr;
     trace_open = false;
+    --threads_tracing;
     return indices;
 }
 

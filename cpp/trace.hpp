@@ -22,6 +22,14 @@ namespace arenagrad {
 // tracing.
 inline thread_local bool trace_open = false;
 
+// How many threads have a trace open (changed under the GIL). Reading a thread_local from a
+// shared library is a call; this plain counter lets every op skip that call when no thread
+// traces, which is almost always.
+inline int threads_tracing = 0;
+
+// Whether a trace is open in this thread.
+inline bool tracing() { return threads_tracing > 0 && trace_open; }
+
 // Appends (index, count) to the open trace's list when `index` (a Value) was created above
 // its fence; does nothing when no trace is open. 0, or -1 with a Python error.
 int note_take_index(PyObject* index, std::size_t count);
@@ -35,7 +43,7 @@ bool traced(PyObject* value);
 int refuse_traced_read(PyObject* value, const char* what);
 
 inline int check_read(PyObject* value, const char* what) {
-    return trace_open ? refuse_traced_read(value, what) : 0;
+    return tracing() ? refuse_traced_read(value, what) : 0;
 }
 
 }  // namespace arenagrad

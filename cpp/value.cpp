@@ -434,7 +434,7 @@ int value_bool(PyObject* self) { return check_read(self, "bool() (an `if` or `wh
 PyObject* value_detach(PyObject* self, PyObject*) {
     return guarded([&] {
         Arena& graph = arena();
-        if (trace_open) return wrap_new_node(graph.unary(Op::Detach, value_node(self)));
+        if (tracing()) return wrap_new_node(graph.unary(Op::Detach, value_node(self)));
         return wrap_new_node(graph.leaf(graph.data[value_node(self)]));
     });
 }
