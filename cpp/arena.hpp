@@ -153,15 +153,19 @@ public:
         reserve_nary(count);
         NodeId* operands = nary.data() + offset;  // leaf pushes never move the side table
         operands[0] = b;
-        double acc = Rule::start(data[b]);
         for (std::size_t i = 0; i < n; ++i) {
-            const NodeId w = weight(i), x = input(i);
-            operands[1 + 2 * i] = w;
-            operands[2 + 2 * i] = x;
-            acc = Rule::step(acc, data[w], data[x]);
+            operands[1 + 2 * i] = weight(i);
+            operands[2 + 2 * i] = input(i);
         }
         nary.resize(offset + count);
-        return push_nary(Op::Linear, offset, count, acc);
+        // The value is folded after the push, where no call follows it: a value live across a
+        // possible call (a leaf push, the push's growth) is kept in memory by GCC, a store and
+        // a reload on every addition of the chain.
+        const NodeId id = push_nary(Op::Linear, offset, count, 0.0);
+        double acc = Rule::start(data[b]);
+        for (std::size_t i = 0; i < n; ++i) acc = Rule::step(acc, data[operands[1 + 2 * i]], data[operands[2 + 2 * i]]);
+        data[id] = acc;
+        return id;
     }
 
     NodeId sum(const NodeId* v, std::size_t n) {
@@ -174,14 +178,13 @@ public:
         const std::size_t offset = nary.size();
         reserve_nary(n);
         NodeId* operands = nary.data() + offset;
-        double acc = Rule::start();
-        for (std::size_t i = 0; i < n; ++i) {
-            const NodeId v = value(i);
-            operands[i] = v;
-            acc = Rule::step(acc, data[v]);
-        }
+        for (std::size_t i = 0; i < n; ++i) operands[i] = value(i);
         nary.resize(offset + n);
-        return push_nary(Op::Sum, offset, n, acc);
+        const NodeId id = push_nary(Op::Sum, offset, n, 0.0);
+        double acc = Rule::start();  // folded after the push, as in linear()
+        for (std::size_t i = 0; i < n; ++i) acc = Rule::step(acc, data[operands[i]]);
+        data[id] = acc;
+        return id;
     }
 
     // A selection node (Take, Max: see rules::Take) over the operands produced by value(i),
