@@ -295,6 +295,40 @@ def test_a_large_graph_s_memory_goes_back_once_unused(ag, core):
     assert w.data == 0.5
 
 
+@pytest.mark.parametrize("user_ops", [False, True], ids=["labels", "labels-and-user-ops"])
+def test_compaction_keeps_extras_past_runs_of_dead_nodes(ag, core, user_ops):
+    # Compaction jumps over a run of dead nodes at once when no micrograd-style user op is
+    # left to count (and looks at each when one is): a node with extras (a label, a user
+    # op's _op) inside the run must still be dropped, and the extras of the nodes kept above
+    # it still moved with them.
+    def op(name, child, data):
+        return ag.Value(data, (child,), name) if user_ops else child * 1.0
+
+    core.compact()
+    first = ag.Value(1.0, label="first")
+    a = ag.Value(2.0)
+    b = a * 3
+    b.label = "dead"
+    dead = op("tanh", b, 6.0)
+    dead.label = "also dead"
+    c = dead + b
+    kept = first * 4
+    kept.label = "kept"
+    top = op("relu", kept, 4.0)
+    top.label = "top"
+    del a, b, dead, c  # buried under `kept` and `top`
+    before = ag.arena_stats()["nodes"]
+    core.compact()
+    # a, b and its constant 3, dead (and its constant 1.0 when it is a `*`), c
+    assert ag.arena_stats()["nodes"] == before - (5 if user_ops else 6)
+    assert (first.label, kept.label, top.label) == ("first", "kept", "top")
+    assert top._op == ("relu" if user_ops else "*")
+    assert (first.data, kept.data, top.data) == (1.0, 4.0, 4.0)
+    assert "kept" in [v.label for v in top._prev]
+    top.backward()  # a user op without a _backward of its own passes nothing on
+    assert kept.grad == (0.0 if user_ops else 1.0)
+
+
 # ---- numbers that are not real ---------------------------------------------------------------
 
 COMPLEX = [

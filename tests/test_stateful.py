@@ -1,12 +1,12 @@
 """Value lifetimes under random interleavings, native engine vs the oracle, step by step.
 
 A hypothesis state machine holds pairs (native Value, oracle Value) built the same way. Each
-step creates leaves, builds expressions (mixing in numbers, n-ary sum/linear nodes), drops
-references in random order, mutates .data/.grad, calls backward on live roots, runs the
-garbage collector, buries dead nodes under live ones and compacts the arena (which renumbers
-every live Value). After every step each live pair must agree on data, grad and _op, and
-the arena must hold exactly one live handle per Value held. When everything is dropped the
-arena returns to its starting size.
+step creates leaves, builds expressions (mixing in numbers, n-ary sum/linear nodes, labelled
+nodes, micrograd-style user ops), drops references in random order, mutates .data/.grad,
+calls backward on live roots, runs the garbage collector, buries dead nodes under live ones
+and compacts the arena (which renumbers every live Value). After every step each live pair
+must agree on data, grad, _op and label, and the arena must hold exactly one live handle per
+Value held. When everything is dropped the arena returns to its starting size.
 """
 
 import gc
@@ -130,6 +130,35 @@ class LifetimeMachine(RuleBasedStateMachine):
         )
 
     @precondition(lambda self: self.live)
+    @rule(
+        i=st.integers(0, 99),
+        j=st.integers(0, 99),
+        op=st.sampled_from(sorted(BINARY)),
+        label=st.sampled_from(["", "h", "loss"]),
+    )
+    def labelled(self, i, j, op, label):
+        # A node with extras (its label) anywhere in the graph: compaction moves or drops its
+        # extras with it, and stops there when it jumps over a run of dead nodes.
+        (na, ra), (nb, rb) = self.pick(i), self.pick(j)
+        f = BINARY[op]
+        n, r = f(na, nb), f(ra, rb)
+        n.label = r.label = label
+        self.add((n, r))
+
+    @precondition(lambda self: self.live)
+    @rule(i=st.integers(0, 99), j=st.integers(0, 99))
+    def user_op(self, i, j):
+        # micrograd's Value(data, _children, _op), here with no _backward: a node with extras
+        # that the arena counts (it jumps over dead nodes only once none is left).
+        (na, ra), (nb, rb) = self.pick(i), self.pick(j)
+        self.add(
+            (
+                self.nat.Value(na.data * nb.data, (na, nb), "*"),
+                self.ref.Value(ra.data * rb.data, (ra, rb), "*"),
+            )
+        )
+
+    @precondition(lambda self: self.live)
     @rule(i=st.integers(0, 99), length=st.integers(1, 100))
     def chain_then_drop_middle(self, i, length):
         # A chain of temporaries of which only the end survives: dead nodes stuck under a
@@ -215,6 +244,7 @@ class LifetimeMachine(RuleBasedStateMachine):
             assert_same(n.data, r.data, f"data of #{key} ({r._op!r})")
             assert_same(n.grad, r.grad, f"grad of #{key} ({r._op!r})")
             assert n._op == r._op
+            assert n.label == r.label
 
     @invariant()
     def one_handle_per_value_held(self):
