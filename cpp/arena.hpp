@@ -163,7 +163,8 @@ public:
         // a reload on every addition of the chain.
         const NodeId id = push_nary(Op::Linear, offset, count, 0.0);
         double acc = Rule::start(data[b]);
-        for (std::size_t i = 0; i < n; ++i) acc = Rule::step(acc, data[operands[1 + 2 * i]], data[operands[2 + 2 * i]]);
+        for (std::size_t i = 0; i < n; ++i)
+            acc = Rule::step(acc, data[operands[1 + 2 * i]], data[operands[2 + 2 * i]]);
         data[id] = acc;
         return id;
     }
