@@ -139,11 +139,9 @@ class LifetimeMachine(RuleBasedStateMachine):
     def labelled(self, i, j, op, label):
         # A node with extras (its label) anywhere in the graph: compaction moves or drops its
         # extras with it, and stops there when it jumps over a run of dead nodes.
-        (na, ra), (nb, rb) = self.pick(i), self.pick(j)
-        f = BINARY[op]
-        n, r = f(na, nb), f(ra, rb)
+        self.binary(i, j, op)
+        n, r = self.live[self.next_key - 1]
         n.label = r.label = label
-        self.add((n, r))
 
     @precondition(lambda self: self.live)
     @rule(i=st.integers(0, 99), j=st.integers(0, 99))
