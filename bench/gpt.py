@@ -2,7 +2,8 @@
 tokens per second (a step is one name: forward, backward and the Adam update).
 
     python bench/gpt.py [--steps 20] [--repeat 3] [--engines python,arenagrad,idiomatic,compiled]
-                        [--batch 64] [--compiled-steps 200] [--pypy] [--quick]
+                        [--batch 64] [--compiled-steps 200] [--pypy] [--floor] [--phases]
+                        [--quick]
 
 Engines: `python` (the example's pure-Python Value), `arenagrad` (the same code with arenagrad's
 Value), `idiomatic` (arenagrad.linear/sum/max and optim.Adam), `compiled` (arenagrad.compile,
@@ -10,6 +11,13 @@ Value), `idiomatic` (arenagrad.linear/sum/max and optim.Adam), `compiled` (arena
 is traced the first time it comes: tracing is part of the figure, spread over a run long enough
 to see every length several times). With --pypy, the pure-Python engine also runs under pypy3
 when it is installed. The ratios are against `python`.
+
+With --floor, the unchanged code also runs on `floor`: bench/floor_value.c, a Value whose ops
+compute the number and record nothing (built with the C compiler on the spot). Its step is what
+the interpreter spends on the script itself, which any engine called through Python's operators
+pays too, so its ratio bounds the `arenagrad` engine's. With --phases, a second table splits
+each eager engine's step into the forward pass (the example's document_loss), the update (its
+optimizer's step) and the rest (backward() and the loop).
 
 Each run is a process of its own, as a user's script is: a run in the process where another
 engine ran before inherits its heap and its garbage collector's state (arenagrad's step was
@@ -23,17 +31,25 @@ take about half of its time), so it is timed over all of them too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import os
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any, NamedTuple
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpt.py"
+FLOOR_SOURCE = Path(__file__).resolve().with_name("floor_value.c")
 
 
 def load_example() -> ModuleType:
@@ -44,40 +60,157 @@ def load_example() -> ModuleType:
     return module
 
 
-def time_engine(gpt: ModuleType, engine: str, steps: int, batch: int) -> tuple[float, float]:
-    """(seconds per step, tokens per step). The compiled engine: `steps` steps, tracing included.
-    An eager engine: one step, then `steps` steps over the first `steps` names, timed from the
-    end of the first step: building the model and warming up are not part of a step."""
+def build_floor_value(directory: str) -> Path:
+    """Compiles bench/floor_value.c into `directory` with the first C compiler found: $CC, the
+    one Python was built with, or cc."""
+    target = Path(directory) / f"floor_value{sysconfig.get_config_var('EXT_SUFFIX')}"
+    include = sysconfig.get_paths()["include"]
+    candidates = [os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc"]
+    compilers = [shlex.split(c) for c in candidates if c and shutil.which(shlex.split(c)[0])]
+    if not compilers:
+        raise RuntimeError("the floor engine needs a C compiler ($CC or cc) on PATH")
+    command = [*compilers[0], "-O2", "-shared", "-fPIC", f"-I{include}"]
+    done = subprocess.run(
+        [*command, str(FLOOR_SOURCE), "-o", str(target)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"building {FLOOR_SOURCE.name} failed (it needs Python's headers):\n{done.stderr}"
+        )
+    return target
+
+
+def load_floor_value(path: Path) -> type:
+    spec = importlib.util.spec_from_file_location("floor_value", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Value
+
+
+class Run(NamedTuple):
+    seconds_per_step: float
+    tokens_per_step: float
+    forward: float | None = None  # seconds per step in the forward pass, with --phases
+    update: float | None = None  # seconds per step in the optimizer's step, with --phases
+
+
+def time_engine(
+    gpt: ModuleType,
+    engine: str,
+    steps: int,
+    batch: int,
+    floor_value: Path | None = None,
+    phases: bool = False,
+) -> Run:
+    """The compiled engine: `steps` steps, tracing included. An eager engine: one step, then
+    `steps` steps over the first `steps` names, timed from the end of the first step: building
+    the model and warming up are not part of a step. The floor engine is the pure-Python engine
+    with floor_value's Value swapped in. With `phases`, an eager engine's forward pass and update
+    are timed apart too."""
+    if engine == "floor":
+        if floor_value is None:
+            raise ValueError("the floor engine needs the path of the built floor_value module")
+        value_type, make_engine = load_floor_value(floor_value), gpt.make_engine
+
+        def make_floor_engine(name: str) -> object:
+            namespace = make_engine(name)
+            namespace.Value = value_type
+            return namespace
+
+        gpt.make_engine = make_floor_engine
+        try:
+            return time_engine(gpt, "python", steps, batch, phases=phases)
+        finally:
+            gpt.make_engine = make_engine
     docs = gpt.make_names()
     if engine == "compiled":
         start = time.perf_counter()
         tokens = gpt.train_compiled(steps, batch, docs=docs)[2]
         elapsed = time.perf_counter() - start
-        return elapsed / steps, tokens / steps
+        return Run(elapsed / steps, tokens / steps)
     tokenizer = gpt.Tokenizer(docs)
     tokens = sum(
         len(tokenizer.encode(docs[k])[: gpt.BLOCK_SIZE + 1]) - 1 for k in range(1, steps + 1)
     )
     ends: list[float] = []
-    gpt.train(engine, steps + 1, docs=docs, log=lambda _: ends.append(time.perf_counter()))
-    return (ends[-1] - ends[0]) / steps, tokens / steps
+    spent = {"forward": 0.0, "update": 0.0}
+
+    def log(_: str) -> None:
+        ends.append(time.perf_counter())
+        if len(ends) == 1:  # the untimed first step
+            spent.update(forward=0.0, update=0.0)
+
+    with timed_phases(gpt, spent) if phases else contextlib.nullcontext():
+        gpt.train(engine, steps + 1, docs=docs, log=log)
+    run = Run((ends[-1] - ends[0]) / steps, tokens / steps)
+    if phases:
+        return run._replace(forward=spent["forward"] / steps, update=spent["update"] / steps)
+    return run
 
 
-def run_alone(python: str, engine: str, args: argparse.Namespace) -> tuple[float, float]:
+@contextlib.contextmanager
+def timed_phases(gpt: ModuleType, spent: dict[str, float]) -> Iterator[None]:
+    """While inside, the example's document_loss and its optimizers' step() add the time they
+    take to spent["forward"] and spent["update"]."""
+    originals = [(gpt, "document_loss", "forward")]
+    originals += [(optimizer, "step", "update") for optimizer in (gpt.PythonAdam, gpt.NativeAdam)]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in originals]
+
+    def timing(function: Callable[..., Any], phase: str) -> Callable[..., Any]:
+        def timed(*args: Any) -> Any:
+            start = time.perf_counter()
+            result = function(*args)
+            spent[phase] += time.perf_counter() - start
+            return result
+
+        return timed
+
+    for owner, name, phase in originals:
+        setattr(owner, name, timing(getattr(owner, name), phase))
+    try:
+        yield
+    finally:
+        for owner, name, function in saved:
+            setattr(owner, name, function)
+
+
+def run_alone(python: str, engine: str, args: argparse.Namespace) -> Run:
     """time_engine() in a process of its own, run by the interpreter `python`."""
     command = [python, __file__, "--in-process", "--json", "--engines", engine, "--repeat", "1"]
     command += ["--steps", str(args.steps), "--batch", str(args.batch)]
     command += ["--compiled-steps", str(args.compiled_steps)]
+    if args.floor_value is not None:
+        command += ["--floor-value", args.floor_value]
+    if args.phases:
+        command += ["--phases"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{engine} run failed:\n{done.stderr}")
-    figures = json.loads(done.stdout.splitlines()[-1])[engine]
-    return figures["seconds_per_step"], figures["tokens_per_step"]
+    return Run(**json.loads(done.stdout.splitlines()[-1])[engine])
 
 
-def pypy_time(args: argparse.Namespace) -> tuple[float, float] | None:
+def pypy_time(args: argparse.Namespace) -> Run | None:
     pypy = shutil.which("pypy3")
     return None if pypy is None else run_alone(pypy, "python", args)
+
+
+def time_runs(engines: list[str], args: argparse.Namespace) -> dict[str, list[Run]]:
+    """Each engine's runs, alternated engine by engine so a busy spell hits every engine alike."""
+    runs: dict[str, list[Run]] = {engine: [] for engine in engines}
+    gpt = load_example() if args.in_process else None
+    floor_value = None if args.floor_value is None else Path(args.floor_value)
+    for _ in range(args.repeat):
+        for engine in engines:
+            steps = args.compiled_steps if engine == "compiled" else args.steps
+            if gpt is not None:
+                run = time_engine(gpt, engine, steps, args.batch, floor_value, args.phases)
+                runs[engine].append(run)
+            else:
+                runs[engine].append(run_alone(sys.executable, engine, args))
+    if args.pypy and (figure := pypy_time(args)) is not None:
+        runs["python (pypy3)"] = [figure]
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--compiled-steps", type=int, default=200)
     parser.add_argument("--pypy", action="store_true")
+    parser.add_argument("--floor", action="store_true", help="also time the floor engine")
+    parser.add_argument("--phases", action="store_true", help="split eager steps into phases")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON only")
     parser.add_argument(
@@ -95,56 +230,82 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run here, not a process per run (used by each run)",
     )
+    parser.add_argument("--floor-value", help=argparse.SUPPRESS)  # the built module, for each run
     args = parser.parse_args(argv)
     engines = args.engines.split(",")
+    if args.floor and "floor" not in engines:
+        engines.append("floor")
     for engine in engines:
-        if engine not in ("python", "arenagrad", "idiomatic", "compiled"):
+        if engine not in ("python", "arenagrad", "idiomatic", "compiled", "floor"):
             parser.error(f"unknown engine {engine!r}")
     if args.quick:
         args.steps, args.repeat, args.batch, args.compiled_steps = 2, 1, 4, 2
     if args.steps < 1:
         parser.error("--steps must be at least 1")
 
-    runs: dict[str, list[tuple[float, float]]] = {engine: [] for engine in engines}
-    gpt = load_example() if args.in_process else None
-    for _ in range(args.repeat):
-        for engine in engines:  # alternated, so a busy spell hits every engine alike
-            steps = args.compiled_steps if engine == "compiled" else args.steps
-            if gpt is not None:
-                runs[engine].append(time_engine(gpt, engine, steps, args.batch))
-            else:
-                runs[engine].append(run_alone(sys.executable, engine, args))
-    if args.pypy and (figure := pypy_time(args)) is not None:
-        runs["python (pypy3)"] = [figure]
+    with tempfile.TemporaryDirectory(prefix="arenagrad-bench-") as build:
+        if "floor" in engines and args.floor_value is None:
+            args.floor_value = str(build_floor_value(build))
+        runs = time_runs(engines, args)
 
-    figures = {
-        name: {
-            "seconds_per_step": statistics.median(r[0] for r in rows),
-            "tokens_per_step": rows[0][1],
-        }
-        for name, rows in runs.items()
-    }
+    figures = {name: median_run(rows) for name, rows in runs.items()}
     if args.json:
-        print(json.dumps(figures))
+        print(json.dumps({name: run._asdict() for name, run in figures.items()}))
         return 0
-    base = figures.get("python")
     print(
         f"GPT of examples/gpt.py: {args.steps} steps ({args.compiled_steps} compiled), "
         f"median of {args.repeat} runs, each in a process of its own"
     )
+    print_speeds(figures, args.batch)
+    if args.phases:
+        print_phases(figures)
+    return 0
+
+
+def median_run(runs: list[Run]) -> Run:
+    def median(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if len(known) == len(values) else None
+
+    return Run(
+        statistics.median(r.seconds_per_step for r in runs),
+        runs[0].tokens_per_step,
+        median([r.forward for r in runs]),
+        median([r.update for r in runs]),
+    )
+
+
+LABELS = {"floor": "floor (records nothing)"}
+
+
+def print_speeds(figures: dict[str, Run], batch: int) -> None:
+    base = figures.get("python")
     print("| engine | ms per step | tokens per step | tokens per second | vs python (tokens/s) |")
     print("|---|---|---|---|---|")
-    for name, f in figures.items():
-        per_second = f["tokens_per_step"] / f["seconds_per_step"]
+    for name, run in figures.items():
+        per_second = run.tokens_per_step / run.seconds_per_step
         ratio = "-"
         if base is not None:
-            ratio = f"{per_second / (base['tokens_per_step'] / base['seconds_per_step']):.0f}x"
-        label = f"{name} (B={args.batch})" if name == "compiled" else name
+            ratio = f"{per_second / (base.tokens_per_step / base.seconds_per_step):.0f}x"
+        label = f"compiled (B={batch})" if name == "compiled" else LABELS.get(name, name)
         print(
-            f"| {label} | {1000 * f['seconds_per_step']:.2f} | {f['tokens_per_step']:.1f} "
+            f"| {label} | {1000 * run.seconds_per_step:.2f} | {run.tokens_per_step:.1f} "
             f"| {per_second:.0f} | {ratio} |"
         )
-    return 0
+
+
+def print_phases(figures: dict[str, Run]) -> None:
+    print("\nms per step, by phase (the rest: backward() and the loop)")
+    print("| engine | step | forward | update | rest |")
+    print("|---|---|---|---|---|")
+    for name, run in figures.items():
+        if run.forward is None or run.update is None:
+            continue  # the compiled engine's step is one replay
+        rest = run.seconds_per_step - run.forward - run.update
+        cells = [run.seconds_per_step, run.forward, run.update, rest]
+        print(
+            f"| {LABELS.get(name, name)} | " + " | ".join(f"{1000 * c:.2f}" for c in cells) + " |"
+        )
 
 
 if __name__ == "__main__":
