@@ -52,24 +52,36 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpt.py"
 FLOOR_SOURCE = Path(__file__).resolve().with_name("floor_value.c")
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("example_gpt", EXAMPLE)
+def load_module(name: str, path: Path) -> ModuleType:
+    """The module in the file `path` (the example, or the built floor_value extension)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+def c_compiler() -> list[str] | None:
+    """The first C compiler found: $CC, the one Python was built with, or cc (None: none)."""
+    for candidate in (os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc"):
+        if candidate and shutil.which(shlex.split(candidate)[0]):
+            return shlex.split(candidate)
+    return None
+
+
+def can_build_floor_value() -> bool:
+    """Whether there is a C compiler and Python's headers to build the floor engine with."""
+    headers = Path(sysconfig.get_paths()["include"], "Python.h")
+    return c_compiler() is not None and headers.is_file()
+
+
 def build_floor_value(directory: str) -> Path:
-    """Compiles bench/floor_value.c into `directory` with the first C compiler found: $CC, the
-    one Python was built with, or cc."""
+    """Compiles bench/floor_value.c into `directory` with c_compiler()."""
     target = Path(directory) / f"floor_value{sysconfig.get_config_var('EXT_SUFFIX')}"
-    include = sysconfig.get_paths()["include"]
-    candidates = [os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc"]
-    compilers = [shlex.split(c) for c in candidates if c and shutil.which(shlex.split(c)[0])]
-    if not compilers:
+    compiler = c_compiler()
+    if compiler is None:
         raise RuntimeError("the floor engine needs a C compiler ($CC or cc) on PATH")
-    command = [*compilers[0], "-O2", "-shared", "-fPIC", f"-I{include}"]
+    command = [*compiler, "-O2", "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}"]
     done = subprocess.run(
         [*command, str(FLOOR_SOURCE), "-o", str(target)], capture_output=True, text=True
     )
@@ -78,14 +90,6 @@ def build_floor_value(directory: str) -> Path:
             f"building {FLOOR_SOURCE.name} failed (it needs Python's headers):\n{done.stderr}"
         )
     return target
-
-
-def load_floor_value(path: Path) -> type:
-    spec = importlib.util.spec_from_file_location("floor_value", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Value
 
 
 class Run(NamedTuple):
@@ -111,7 +115,7 @@ def time_engine(
     if engine == "floor":
         if floor_value is None:
             raise ValueError("the floor engine needs the path of the built floor_value module")
-        value_type, make_engine = load_floor_value(floor_value), gpt.make_engine
+        value_type, make_engine = load_module("floor_value", floor_value).Value, gpt.make_engine
 
         def make_floor_engine(name: str) -> object:
             namespace = make_engine(name)
@@ -198,7 +202,7 @@ def pypy_time(args: argparse.Namespace) -> Run | None:
 def time_runs(engines: list[str], args: argparse.Namespace) -> dict[str, list[Run]]:
     """Each engine's runs, alternated engine by engine so a busy spell hits every engine alike."""
     runs: dict[str, list[Run]] = {engine: [] for engine in engines}
-    gpt = load_example() if args.in_process else None
+    gpt = load_module("example_gpt", EXAMPLE) if args.in_process else None
     floor_value = None if args.floor_value is None else Path(args.floor_value)
     for _ in range(args.repeat):
         for engine in engines:
@@ -243,9 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1:
         parser.error("--steps must be at least 1")
 
-    with tempfile.TemporaryDirectory(prefix="arenagrad-bench-") as build:
-        if "floor" in engines and args.floor_value is None:
+    if "floor" in engines and args.floor_value is None:  # built once, for every run
+        with tempfile.TemporaryDirectory(prefix="arenagrad-bench-") as build:
             args.floor_value = str(build_floor_value(build))
+            runs = time_runs(engines, args)
+    else:
         runs = time_runs(engines, args)
 
     figures = {name: median_run(rows) for name, rows in runs.items()}
